@@ -1,0 +1,36 @@
+# Ponder: set-up, demo, tests and benchmarks. Every target builds .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DB := ponder-data/sample-index
+DATA ?= ../shared/data
+
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: venv demo test test-all bench-index clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Index the bundled sample, show what was built, search it and answer a question.
+demo: venv
+	$(BIN)/ponder index sample/corpus --db $(DEMO_DB)
+	$(BIN)/ponder stats --db $(DEMO_DB)
+	$(BIN)/ponder search "Which woman portrayed Corliss Archer in the film Kiss and Tell?" --db $(DEMO_DB) --limit 3
+
+## The test suite (CI runs this).
+test: venv
+	$(BIN)/python -m pytest -q tests
+
+## Index HotpotQA (4,858 paragraphs), then HotpotQA + 2Wiki (about 11k); writes bench/results/.
+bench-index: venv
+	$(BIN)/python bench/bench_index.py --data $(DATA) --out bench/results/index.json
+
+clean:
+	rm -rf ponder-data bench/results

@@ -1,0 +1,1 @@
+"""Corpus to index: reading, chunking, extraction, tables, embeddings and the LanceDB store."""

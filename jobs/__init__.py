@@ -1,0 +1,1 @@
+"""Entry points: the indexing job, evaluation, trace export and the command line."""

@@ -1,0 +1,378 @@
+"""The indexing job: a Ray Data pipeline from a corpus folder to a LanceDB index.
+
+The driver reads the corpus and compares content hashes with the last completed index
+version. Only added and changed documents go through the pipeline: spaCy analysis on a
+pool of actors, then embedding on another, each loading its model once. The driver
+writes the results in batches, recomputes the entities the change touched, refreshes the
+indexes and records the run. Readers keep seeing the previous version until that record
+is written.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import pickle
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from indexer.config import IndexConfig
+from indexer.embedding import DIMENSION, MODEL_NAME
+from indexer.readers import read_corpus
+from indexer.records import CorpusScan, Document
+from indexer import writer
+from indexer.store import IndexMismatchError, IndexStore
+from jobs.ray_runtime import ray_session
+
+logger = logging.getLogger("ponder.index")
+
+
+@dataclass
+class ChangePlan:
+    """Which documents a run adds, changes, deletes and leaves alone."""
+
+    added: list[Document] = field(default_factory=list)
+    changed: list[Document] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    unchanged: int = 0
+
+    @property
+    def to_process(self) -> list[Document]:
+        return self.added + self.changed
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.added or self.changed or self.deleted)
+
+
+def plan_changes(documents: list[Document], indexed: dict[str, str]) -> ChangePlan:
+    """Compare the corpus with the indexed content hashes."""
+    plan = ChangePlan()
+    seen: set[str] = set()
+    for document in documents:
+        seen.add(document.doc_id)
+        previous = indexed.get(document.doc_id)
+        if previous is None:
+            plan.added.append(document)
+        elif previous != document.content_hash:
+            plan.changed.append(document)
+        else:
+            plan.unchanged += 1
+    plan.deleted = sorted(set(indexed) - seen)
+    return plan
+
+
+@dataclass
+class RunResult:
+    """What one run did; the same facts as its ``index_runs`` row."""
+
+    run_id: str
+    version: int
+    plan: ChangePlan
+    scan: CorpusScan
+    stage_seconds: dict[str, float]
+    counts: dict[str, int]
+    wrote: bool
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "version": self.version,
+            "added": len(self.plan.added),
+            "changed": len(self.plan.changed),
+            "deleted": len(self.plan.deleted),
+            "unchanged": self.plan.unchanged,
+            "skipped": [{"source": item.source, "reason": item.reason} for item in self.scan.skipped],
+            "warnings": self.scan.warnings,
+            "stage_seconds": self.stage_seconds,
+            "counts": self.counts,
+            "wrote_data": self.wrote,
+        }
+
+
+# -- Ray stages -----------------------------------------------------------------------
+
+
+class AnalyzeStage:
+    """Ray actor: spaCy analysis and table typing of a batch of documents."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        from indexer.analysis import DocumentAnalyzer
+
+        self.analyzer = DocumentAnalyzer(
+            chunk_tokens=config["chunk_tokens"],
+            overlap_tokens=config["overlap_tokens"],
+        )
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        from indexer.tables import typed_table
+
+        documents = [pickle.loads(payload) for payload in batch["document"]]
+        analyses = self.analyzer.analyze_many(documents)
+        payloads = []
+        for document, analysis in zip(documents, analyses, strict=True):
+            typed = [typed_table(table) for table in document.tables]
+            payloads.append(pickle.dumps((document, analysis, typed), protocol=pickle.HIGHEST_PROTOCOL))
+        return {"doc_id": list(batch["doc_id"]), "analysis": payloads}
+
+
+class EmbedStage:
+    """Ray actor: embeddings of chunk texts and entity names."""
+
+    def __init__(self) -> None:
+        from indexer.embedding import Embedder
+
+        self.embedder = Embedder()
+        self.name_cache: dict[str, Any] = {}
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        items = [pickle.loads(payload) for payload in batch["analysis"]]
+        texts = [chunk.text for _, analysis, _ in items for chunk in analysis.chunks]
+        vectors = self.embedder.embed(texts)
+        names = sorted(
+            {name for _, analysis, _ in items for name, _ in analysis.entity_names.values()} - set(self.name_cache)
+        )
+        if names:
+            for name, vector in zip(names, self.embedder.embed(names), strict=True):
+                self.name_cache[name] = vector
+        if len(self.name_cache) > 200_000:
+            self.name_cache.clear()
+        payloads = []
+        offset = 0
+        for document, analysis, typed in items:
+            chunk_vectors = vectors[offset : offset + len(analysis.chunks)]
+            offset += len(analysis.chunks)
+            entity_vectors = {key: self.name_cache[name] for key, (name, _) in analysis.entity_names.items()}
+            payloads.append(
+                pickle.dumps((document, analysis, typed, chunk_vectors, entity_vectors), protocol=pickle.HIGHEST_PROTOCOL)
+            )
+        return {"doc_id": list(batch["doc_id"]), "result": payloads}
+
+
+# -- the run --------------------------------------------------------------------------
+
+
+def run_index(
+    corpus: str | Path,
+    db: str,
+    *,
+    config: IndexConfig | None = None,
+    ray_address: str | None = None,
+    storage_options: dict[str, str] | None = None,
+    wait_for_lock: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunResult:
+    """Bring the index at ``db`` up to date with the corpus at ``corpus``."""
+    config = config or IndexConfig()
+    started_at = datetime.now(UTC)
+    timer = _StageTimer()
+    run_id = started_at.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+    with timer("read"):
+        scan = read_corpus(corpus, default_groups=config.default_groups, max_document_chars=config.max_document_chars)
+
+    store = IndexStore(db, storage_options=storage_options)
+    with store.lock(wait=wait_for_lock):
+        with timer("plan"):
+            current = store.current_run()
+            _check_embedding_model(current, db)
+            restored = store.recover() if store.table_names() else []
+            store.ensure_tables()
+            plan = plan_changes(scan.documents, store.document_hashes())
+        version = current.version if current else 0
+        counts: dict[str, int] = {}
+        wrote = not plan.is_empty or bool(restored) or current is None
+        if not plan.is_empty:
+            version += 1
+            counts = _apply_plan(store, plan, config, ray_address, run_id, timer, progress)
+        elif current is None:
+            version = 1
+        result = RunResult(run_id, version, plan, scan, timer.seconds, counts, wrote)
+        with timer("record"):
+            store.record_run(_run_row(result, store, config, str(corpus), ray_address, started_at, wrote))
+        result.stage_seconds = timer.seconds
+    logger.info(
+        "index run %s: version %d, %d added, %d changed, %d deleted, %d unchanged, %d skipped",
+        run_id,
+        version,
+        len(plan.added),
+        len(plan.changed),
+        len(plan.deleted),
+        plan.unchanged,
+        len(scan.skipped),
+    )
+    return result
+
+
+def _check_embedding_model(current, db: str) -> None:
+    if current is None:
+        return
+    if current.embedding_model != MODEL_NAME or current.embedding_dimension != DIMENSION:
+        message = (
+            f"the index at {db} was built with the embedding model {current.embedding_model} "
+            f"({current.embedding_dimension} dimensions), but this installation embeds with {MODEL_NAME} "
+            f"({DIMENSION} dimensions); vectors of two models cannot be mixed. Rebuild into a new folder "
+            f"(ponder index CORPUS --db NEW_PATH) or reinstall the model the index was built with."
+        )
+        raise IndexMismatchError(message)
+
+
+def _apply_plan(
+    store: IndexStore,
+    plan: ChangePlan,
+    config: IndexConfig,
+    ray_address: str | None,
+    run_id: str,
+    timer: _StageTimer,
+    progress: Callable[[int, int], None] | None,
+) -> dict[str, int]:
+    touched_entities: set[str] = set()
+    with timer("delete"):
+        replaced = plan.deleted + [document.doc_id for document in plan.changed]
+        touched_entities |= writer.entity_ids_of_documents(store, replaced)
+        store.delete_documents(replaced)
+
+    entity_vectors: dict[str, Any] = {}
+    entity_names: dict[str, tuple[str, str]] = {}
+    counts = {"documents": 0, "chunks": 0, "mentions": 0, "relations": 0, "attributes": 0, "tables": 0}
+    documents = plan.to_process
+    if documents:
+        with timer("pipeline"), ray_session(ray_address, config) as cpus:
+            buffer: list[tuple] = []
+            done = 0
+            for result in _pipeline(documents, config, cpus):
+                buffer.append(result)
+                if len(buffer) >= config.flush_documents:
+                    _flush(store, buffer, run_id, counts, touched_entities, entity_vectors, entity_names)
+                    done += len(buffer)
+                    buffer = []
+                    if progress:
+                        progress(done, len(documents))
+            _flush(store, buffer, run_id, counts, touched_entities, entity_vectors, entity_names)
+            if progress:
+                progress(len(documents), len(documents))
+
+    with timer("entities"):
+        counts["entities_updated"] = writer.refresh_entities(store, touched_entities, entity_vectors, entity_names)
+    with timer("indexes"):
+        writer.refresh_indexes(store, config)
+    return counts
+
+
+def _pipeline(documents: list[Document], config: IndexConfig, cpus: int):
+    """Yield (document, analysis, typed tables, chunk vectors, entity vectors) per document."""
+    import ray
+
+    analyzers = config.analyzers or max(1, cpus - 1)
+    items = [
+        {"doc_id": document.doc_id, "document": pickle.dumps(document, protocol=pickle.HIGHEST_PROTOCOL)}
+        for document in documents
+    ]
+    dataset = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // config.batch_size, 200)))
+    dataset = dataset.map_batches(
+        AnalyzeStage,
+        fn_constructor_kwargs={"config": config.to_dict()},
+        batch_size=config.batch_size,
+        compute=ray.data.ActorPoolStrategy(size=analyzers),
+        num_cpus=1,
+    )
+    dataset = dataset.map_batches(
+        EmbedStage,
+        batch_size=config.batch_size,
+        compute=ray.data.ActorPoolStrategy(size=1),
+        num_cpus=1,
+    )
+    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        for payload in batch["result"]:
+            yield pickle.loads(payload)
+
+
+def _flush(store, buffer, run_id, counts, touched_entities, entity_vectors, entity_names) -> None:
+    if not buffer:
+        return
+    tables = writer.build_rows(buffer, run_id)
+    for name in ("chunks", "mentions", "relations", "attributes", "source_tables", "table_cells"):
+        store.add_rows(name, tables[name])
+    # The document rows go last: a document is indexed only once all its rows are.
+    store.add_rows("documents", tables["documents"])
+    counts["documents"] += tables["documents"].num_rows
+    counts["chunks"] += tables["chunks"].num_rows
+    counts["mentions"] += tables["mentions"].num_rows
+    counts["relations"] += tables["relations"].num_rows
+    counts["attributes"] += tables["attributes"].num_rows
+    counts["tables"] += tables["source_tables"].num_rows
+    for _, analysis, _, _, vectors in buffer:
+        for key, (name, label) in analysis.entity_names.items():
+            entity_id = writer.entity_id(key)
+            touched_entities.add(entity_id)
+            entity_names.setdefault(entity_id, (name, label))
+            entity_vectors.setdefault(entity_id, vectors[key])
+
+
+def _run_row(result: RunResult, store, config, corpus, ray_address, started_at, wrote) -> dict[str, Any]:
+    plan = result.plan
+    changes = {
+        "added": [document.doc_id for document in plan.added][:1000],
+        "changed": [document.doc_id for document in plan.changed][:1000],
+        "deleted": plan.deleted[:1000],
+    }
+    return {
+        "run_id": result.run_id,
+        "version": result.version,
+        "status": "completed",
+        "started_at": started_at,
+        "finished_at": datetime.now(UTC),
+        "corpus": str(Path(corpus).resolve()) if "://" not in corpus else corpus,
+        "user": _user(),
+        "host": socket.gethostname(),
+        "ray_address": ray_address or "local",
+        "n_seen": len(result.scan.documents) + len(result.scan.skipped),
+        "n_added": len(plan.added),
+        "n_changed": len(plan.changed),
+        "n_deleted": len(plan.deleted),
+        "n_unchanged": plan.unchanged,
+        "n_skipped": len(result.scan.skipped),
+        "changes_json": json.dumps(changes),
+        "skipped_json": json.dumps([{"source": item.source, "reason": item.reason} for item in result.scan.skipped]),
+        "warnings_json": json.dumps(result.scan.warnings),
+        "counts_json": json.dumps(result.counts),
+        "stage_seconds_json": json.dumps(result.stage_seconds),
+        "table_versions_json": json.dumps(store.table_versions()),
+        "config_json": json.dumps(config.to_dict()),
+        "embedding_model": MODEL_NAME,
+        "embedding_dimension": DIMENSION,
+    }
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER", "unknown")
+
+
+class _StageTimer:
+    """Accumulate wall-clock seconds per named stage."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str):
+        timer = self
+
+        class _Span:
+            def __enter__(self):
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.seconds[name] = round(timer.seconds.get(name, 0.0) + time.perf_counter() - self.start, 3)
+
+        return _Span()
