@@ -39,7 +39,7 @@ RELATED_TO = "related_to"
 ALIAS_SOURCE_LABELS = frozenset({"PERSON", TITLE_LABEL, NOUN_PHRASE_LABEL})
 MAX_NEIGHBOURS = 4  # each mention pairs with at most this many following entities in its sentence
 
-_TABLE_ROW = re.compile(r"^[ \t]*\|.*\|[ \t\r]*$")
+_TABLE_ROW = re.compile(r"[ \t]*\|.*\|[ \t\r]*$")  # used with match(), which anchors at the start
 _TRAILING_PARENTHETICAL = re.compile(r"\s*\([^()]*\)\s*$")
 _BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
 _SENTENCE_END = (". ", "? ", "! ")
@@ -47,8 +47,9 @@ _SENTENCE_END = (". ", "? ", "! ")
 # load_tokenizer(100_000) truncates at 100,000 tokens, and a window of 50,000 characters
 # cannot hold more tokens than characters.
 _SPLIT_WINDOW_CHARS = 50_000
-# Maximum characters per nlp.pipe batch. Parsing 6.4 million characters in one batch
-# (64 segments of 100,000) peaked at about 6 GB of memory.
+# Maximum characters per nlp.pipe batch. A 2,000,000-character document parsed as one
+# batch of 20 segments peaked at about 6 GB resident memory, and at about 1 GB with this
+# limit (measured with /usr/bin/time -v).
 _BATCH_CHARS = 200_000
 
 
@@ -324,7 +325,7 @@ def _looks_proper(word: str) -> bool:
 class DocumentAnalyzer:
     """Split documents into chunks and extract entities, relations and attributes.
 
-    Construct once per process or Ray actor, because loading spaCy takes about a second.
+    Construct once per process or Ray actor, because loading spaCy takes a second or more.
     ``chunk_tokens`` and ``overlap_tokens`` count all-MiniLM-L6-v2 WordPiece tokens
     without the special tokens. ``max_segment_chars`` bounds the text spaCy parses at once,
     so documents of any length work. ``batch_size`` is the number of segments per
@@ -392,7 +393,7 @@ class DocumentAnalyzer:
     def _batches(self, documents: list[Document], plans: list[list[Segment]]):
         """Yield lists of (segment text, (document index, segment index)) for ``nlp.pipe``.
 
-        A batch holds at most ``batch_size`` segments and, unless one segment is larger,
+        A batch contains at most ``batch_size`` segments and, unless one segment is larger,
         at most _BATCH_CHARS characters, because spaCy's memory grows with the text of a batch.
         """
         batch: list[tuple[str, tuple[int, int]]] = []
@@ -720,11 +721,11 @@ class DocumentAnalyzer:
             segment = parsed[sentence.segment]
             seen: set[tuple[str, str]] = set()
             for position, first in enumerate(group):
-                taken = 0
+                paired = 0
                 for second in group[position + 1 :]:
                     if second.key == first.key:
                         continue
-                    taken += 1
+                    paired += 1
                     pair = (first.key, second.key)
                     if pair not in seen and (second.key, first.key) not in seen:
                         seen.add(pair)
@@ -739,7 +740,7 @@ class DocumentAnalyzer:
                                 sentence=evidence(sentence_index, start, end),
                             )
                         )
-                    if taken == MAX_NEIGHBOURS:
+                    if paired == MAX_NEIGHBOURS:
                         break
         return relations
 
@@ -761,7 +762,7 @@ class DocumentAnalyzer:
                 token = path[depth]
                 if segment.pos[token] in (VERB, AUX):
                     if segment.lemmas[token] == self._be and segment.pos[path[depth - 1]] != ADP:
-                        # "is a company headquartered in Cupertino": the lower verb says more.
+                        # "is a company headquartered in Cupertino": the lower verb is more specific.
                         for lower in range(depth - 1, 0, -1):
                             if segment.pos[path[lower]] in (VERB, AUX) and segment.lemmas[path[lower]] != self._be:
                                 return self._verb_label(segment, path[: lower + 1])

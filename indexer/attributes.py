@@ -86,7 +86,7 @@ _MONTH = (
 _DAY = r"\d{1,2}(?:st|nd|rd|th)?"
 # A year has 3 or 4 digits and no letter after it, so "1990s" is a decade and is skipped.
 _YEAR = r"\d{3,4}(?![\w\d])"
-_ERA_BC = re.compile(r"^\s*(?:BC|BCE|B\.C\.)(?!\w)")
+_ERA_BC = re.compile(r"\s*(?:BC|BCE|B\.C\.)(?!\w)")  # used with match(), which anchors at pos
 _SINGLE_DATE = re.compile(
     rf"(?P<m1>{_MONTH})\s+(?P<d1>{_DAY}),?\s+(?P<y1>{_YEAR})"
     rf"|(?P<d2>{_DAY})\s+(?:of\s+)?(?P<m2>{_MONTH}),?\s+(?P<y2>{_YEAR})"
@@ -104,6 +104,7 @@ _LIFESPAN = re.compile(rf"^{_APPROXIMATE}({_DATE})\s*(?:[-–—]|to)\s*{_APPROX
 _BORN = re.compile(rf"^(?:born|b\.)\s+(?:on\s+|in\s+)?{_APPROXIMATE}({_DATE})")
 _DIED = re.compile(rf"^(?:died|d\.)\s+(?:on\s+|in\s+)?{_APPROXIMATE}({_DATE})")
 _PARENTHESIS = re.compile(r"\(([^()]{1,300})\)")
+_PARENTHESIS_PART = re.compile(r"[^;\s][^;]*")
 
 _DIGITS = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 _WORD_UNITS = {
@@ -276,7 +277,7 @@ class SentenceView:
 
 @dataclass
 class DocumentFacts:
-    """What attribute extraction knows about the document as a whole."""
+    """Document-level facts that attribute extraction reads and updates."""
 
     title_key: str | None
     person_keys: set[str]  # keys with at least one PERSON mention
@@ -344,7 +345,7 @@ class AttributeExtractor:
         segment = view.segment
         node = token
         subject_deps = (self._dep["nsubj"], self._dep["nsubjpass"])
-        for _ in range(12):
+        while True:
             if node != token and node in view.mention_at:
                 return node
             subject = next((child.i for child in segment.doc[node].children if child.dep in subject_deps), None)
@@ -356,16 +357,18 @@ class AttributeExtractor:
             if head == node or not view.start <= head < view.end:
                 return None
             node = head
-        return None
 
     def _resolve_subject(self, view: SentenceView, facts: DocumentFacts, token: int, char_pos: int) -> str | None:
         """Return the key of the entity a pattern at ``token`` is about, or None.
 
-        In order: the mention right before an enclosing parenthesis; the clause subject if
-        it is a mention; the title entity if that subject is he/she/it/they or a definite
-        noun naming the title's type ("the band"); the title entity if this is the
-        document's first sentence and a title mention comes before the pattern; the
-        nearest preceding PERSON, ORG or GPE mention that is a nominal subject.
+        The rules, first match wins:
+
+        - the mention right before an enclosing parenthesis;
+        - the clause subject, if it is a mention;
+        - the title entity, if that subject is he/she/it/they or a definite noun that
+          names the title's type ("the band");
+        - the title entity, in the document's first sentence after a title mention;
+        - the nearest preceding PERSON, ORG or GPE mention that is a nominal subject.
         """
         owner = self._parenthesis_owner(view, char_pos)
         if owner is not None:
@@ -410,8 +413,10 @@ class AttributeExtractor:
         close_index = text.find(")", open_index)
         if close_index != -1 and close_index < local:
             return None
-        before = text[:open_index].rstrip()
-        end = len(before) + view.segment.offset
+        end = open_index
+        while end > 0 and text[end - 1].isspace():
+            end -= 1
+        end += view.segment.offset
         for mention in view.mentions:
             if mention.char_end == end:
                 return mention.key
@@ -482,11 +487,10 @@ class AttributeExtractor:
         local_end = view.char_end - segment.offset
         found: list[FoundAttribute] = []
         for group in _PARENTHESIS.finditer(text, local_start, local_end):
-            content_start = group.start(1)
-            for part_match in re.finditer(r"[^;]+", group.group(1)):
-                part = part_match.group(0).strip()
-                part_start = content_start + part_match.start() + (len(part_match.group(0)) - len(part_match.group(0).lstrip()))
-                found += self._read_life_part(view, facts, part, part_start)
+            # Parts separated by ";" as in "(née Smith; born 1950)", without surrounding spaces.
+            for part in _PARENTHESIS_PART.finditer(group.group(1)):
+                part_start = group.start(1) + part.start()
+                found += self._read_life_part(view, facts, part.group(0).rstrip(), part_start)
         return found
 
     def _read_life_part(self, view: SentenceView, facts: DocumentFacts, part: str, part_start: int) -> list[FoundAttribute]:
@@ -660,10 +664,10 @@ class AttributeExtractor:
     def _measurement_owner(self, view: SentenceView, facts: DocumentFacts, noun: int) -> str | None:
         """Return the key of the entity a measured noun belongs to.
 
-        An owner named on the noun itself wins ("Ghana's population", "the population of
-        Ghana", "its area"); a noun that is itself the clause subject with no owner
-        ("The population was 12,345") belongs to the title entity; otherwise the usual
-        subject rules apply.
+        An owner named on the noun itself wins: "Ghana's population", "the population of
+        Ghana", "its area". A noun that is the clause subject and has no owner ("The
+        population was 12,345") belongs to the title entity. Other nouns follow the
+        subject rules of ``_resolve_subject``.
         """
         segment = view.segment
         doc = segment.doc

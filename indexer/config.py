@@ -23,7 +23,8 @@ class IndexConfig:
     overlap_tokens: int = 40
     max_document_chars: int = 5_000_000
     default_groups: tuple[str, ...] = ("public",)
-    analyzers: int = 0  # spaCy actors; 0 means one per CPU left after the embedder
+    analyzers: int = 0  # spaCy actors; 0 means one per four CPUs, at least one
+    embedders: int = 0  # embedding actors; 0 means the CPUs left after the analyzers, at least two
     batch_size: int = 64  # documents per Ray Data batch
     flush_documents: int = 2_000  # documents buffered before a write to LanceDB
     vector_index_min_rows: int = 50_000  # build an ANN index on chunks from this many rows
@@ -32,8 +33,11 @@ class IndexConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.chunk_tokens < 16 or self.chunk_tokens > 256:
-            message = f"chunk_tokens must be between 16 and 256 (the embedder reads 256 tokens), got {self.chunk_tokens}"
+        if self.chunk_tokens < 16 or self.chunk_tokens > 254:
+            message = (
+                f"chunk_tokens must be between 16 and 254 (the embedder reads 256 tokens, two of them "
+                f"special), got {self.chunk_tokens}"
+            )
             raise ConfigError(message)
         if not 0 <= self.overlap_tokens < self.chunk_tokens // 2:
             message = (
@@ -45,9 +49,10 @@ class IndexConfig:
             if getattr(self, name) <= 0:
                 message = f"{name} must be a positive integer, got {getattr(self, name)!r}"
                 raise ConfigError(message)
-        if self.analyzers < 0:
-            message = f"analyzers must be 0 (automatic) or a positive number of actors, got {self.analyzers}"
-            raise ConfigError(message)
+        for name in ("analyzers", "embedders"):
+            if getattr(self, name) < 0:
+                message = f"{name} must be 0 (automatic) or a positive number of actors, got {getattr(self, name)}"
+                raise ConfigError(message)
         if not self.default_groups or not all(isinstance(group, str) and group for group in self.default_groups):
             message = f"default_groups must be a non-empty list of group names, got {self.default_groups!r}"
             raise ConfigError(message)

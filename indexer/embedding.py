@@ -81,32 +81,45 @@ class Embedder:
                 raise EmbeddingModelError(message)
 
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or int(os.environ.get("PONDER_EMBED_THREADS", "0")) or min(2, os.cpu_count() or 1)
+        options.intra_op_num_threads = threads or int(os.environ.get("PONDER_EMBED_THREADS", "0")) or 1
         options.inter_op_num_threads = 1
+        # Spinning worker threads burn the CPU that the spaCy actors need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = onnxruntime.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self._input_names = {item.name for item in self._session.get_inputs()}
         self._tokenizer = load_tokenizer(max_tokens)
 
-    def embed(self, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
-        """Return a float32 matrix of shape (len(texts), 384) with unit-length rows."""
+    def embed(self, texts: list[str], *, batch_tokens: int = 256) -> np.ndarray:
+        """Return a float32 matrix of shape (len(texts), 384) with unit-length rows.
+
+        Texts are sorted by length and grouped so that a batch holds at most
+        ``batch_tokens`` padded tokens. Small batches are faster here: the int8 model ran
+        a 130-token paragraph 3.5 times faster alone than in a batch of 64 (onnxruntime
+        1.32, one thread, Xeon with AVX-512 VNNI).
+        """
         if not texts:
             return np.zeros((0, DIMENSION), dtype=np.float32)
-        # Sorting by length keeps padding small inside each batch.
-        order = np.argsort([len(text) for text in texts], kind="stable")
+        encodings = self._tokenizer.encode_batch([text if text.strip() else "[empty]" for text in texts])
+        order = np.argsort([len(encoding.ids) for encoding in encodings], kind="stable")
         output = np.zeros((len(texts), DIMENSION), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            index = order[start : start + batch_size]
-            output[index] = self._embed_batch([texts[i] for i in index])
+        batch: list[int] = []
+        for index in order:
+            width = len(encodings[index].ids)
+            if batch and (len(batch) + 1) * width > batch_tokens:
+                output[batch] = self._embed_batch([encodings[i] for i in batch])
+                batch = []
+            batch.append(int(index))
+        if batch:
+            output[batch] = self._embed_batch([encodings[i] for i in batch])
         return output
 
     def embed_one(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
 
-    def _embed_batch(self, texts: list[str]) -> np.ndarray:
-        encodings = self._tokenizer.encode_batch([text if text.strip() else "[empty]" for text in texts])
+    def _embed_batch(self, encodings: list) -> np.ndarray:
         width = max(len(encoding.ids) for encoding in encodings)
-        ids = np.zeros((len(texts), width), dtype=np.int64)
-        mask = np.zeros((len(texts), width), dtype=np.int64)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
         for row, encoding in enumerate(encodings):
             ids[row, : len(encoding.ids)] = encoding.ids
             mask[row, : len(encoding.ids)] = 1

@@ -136,7 +136,11 @@ class EmbedStage:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         items = [pickle.loads(payload) for payload in batch["analysis"]]
         texts = [chunk.text for _, analysis, _ in items for chunk in analysis.chunks]
-        vectors = self.embedder.embed(texts)
+        # Repeated boilerplate is common in real corpora: embed each distinct text once.
+        distinct = list(dict.fromkeys(texts))
+        distinct_vectors = self.embedder.embed(distinct)
+        position = {text: i for i, text in enumerate(distinct)}
+        vectors = distinct_vectors[[position[text] for text in texts]] if texts else distinct_vectors
         names = sorted(
             {name for _, analysis, _ in items for name, _ in analysis.entity_names.values()} - set(self.name_cache)
         )
@@ -271,7 +275,11 @@ def _pipeline(documents: list[Document], config: IndexConfig, cpus: int):
     """Yield (document, analysis, typed tables, chunk vectors, entity vectors) per document."""
     import ray
 
-    analyzers = config.analyzers or max(1, cpus - 1)
+    # Embedding costs about three times the CPU of spaCy analysis per paragraph, so most
+    # actors embed. Actors share the CPUs evenly, with fractions where they do not divide.
+    analyzers = config.analyzers or max(1, cpus // 4)
+    embedders = config.embedders or max(2, cpus - analyzers)
+    share = max(0.1, cpus / (analyzers + embedders))
     items = [
         {"doc_id": document.doc_id, "document": pickle.dumps(document, protocol=pickle.HIGHEST_PROTOCOL)}
         for document in documents
@@ -282,13 +290,13 @@ def _pipeline(documents: list[Document], config: IndexConfig, cpus: int):
         fn_constructor_kwargs={"config": config.to_dict()},
         batch_size=config.batch_size,
         compute=ray.data.ActorPoolStrategy(size=analyzers),
-        num_cpus=1,
+        num_cpus=share,
     )
     dataset = dataset.map_batches(
         EmbedStage,
         batch_size=config.batch_size,
-        compute=ray.data.ActorPoolStrategy(size=1),
-        num_cpus=1,
+        compute=ray.data.ActorPoolStrategy(size=embedders),
+        num_cpus=share,
     )
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         for payload in batch["result"]:

@@ -1,0 +1,406 @@
+"""The ``ponder`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Ponder: graph-based retrieval and budgeted question answering over a private corpus.",
+)
+graph_app = typer.Typer(no_args_is_help=True, help="Inspect the entity graph.")
+app.add_typer(graph_app, name="graph")
+
+console = Console()
+error_console = Console(stderr=True)
+
+DB_OPTION = typer.Option("ponder-data/index", "--db", help="Index database: a folder or a LanceDB URI.", envvar="PONDER_DB")
+GROUPS_OPTION = typer.Option(
+    "public", "--groups", help="Comma-separated access groups of the caller.", envvar="PONDER_GROUPS"
+)
+
+
+def _fail(message: str) -> None:
+    error_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _groups(value: str) -> list[str]:
+    groups = [group.strip() for group in value.split(",") if group.strip()]
+    if not groups:
+        _fail("--groups needs at least one group name, for example --groups public")
+    return groups
+
+
+def _known_errors() -> tuple[type[Exception], ...]:
+    from indexer.config import ConfigError
+    from indexer.readers import CorpusError
+    from indexer.store import StoreError
+    from solver.search import QueryError
+
+    return (ConfigError, CorpusError, StoreError, QueryError)
+
+
+@app.callback()
+def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at INFO level to stderr.")) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.command()
+def index(
+    corpus: Path = typer.Argument(..., help="Corpus folder or file (.txt .md .html .jsonl .csv)."),
+    db: str = DB_OPTION,
+    ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address; a local Ray starts when omitted.", envvar="PONDER_RAY_ADDRESS"),
+    config_file: Path = typer.Option(None, "--config", help="TOML file with an [index] table of settings."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for another run on the same database instead of stopping."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run record as JSON."),
+) -> None:
+    """Index CORPUS into the database, re-processing only what changed.
+
+    Example: ponder index sample/corpus --db ponder-data/index
+    """
+    from indexer.config import IndexConfig
+    from jobs.index_job import run_index
+
+    try:
+        config = IndexConfig.from_file(config_file) if config_file else IndexConfig()
+        with console.status("indexing...") if not as_json else _nullcontext():
+            result = run_index(corpus, db, config=config, ray_address=ray_address, wait_for_lock=wait)
+    except _known_errors() as error:
+        _fail(str(error))
+    summary = result.summary()
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    console.print(
+        f"index version {result.version} at {db}: {summary['added']} added, {summary['changed']} changed, "
+        f"{summary['deleted']} deleted, {summary['unchanged']} unchanged, {len(summary['skipped'])} skipped"
+    )
+    for item in summary["skipped"][:20]:
+        console.print(f"  skipped {item['source']}: {item['reason']}", highlight=False)
+    if len(summary["skipped"]) > 20:
+        console.print(f"  ... and {len(summary['skipped']) - 20} more (see ponder runs --json)")
+    for warning in summary["warnings"][:10]:
+        console.print(f"  warning: {warning}", highlight=False)
+    if summary["counts"]:
+        console.print("  wrote " + ", ".join(f"{value} {name}" for name, value in summary["counts"].items()))
+    console.print("  seconds per stage: " + ", ".join(f"{name} {value:.2f}" for name, value in summary["stage_seconds"].items()))
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@app.command()
+def stats(db: str = DB_OPTION, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Show what the current index version holds."""
+    from jobs.inspect import index_stats
+
+    try:
+        data = index_stats(db)
+    except _known_errors() as error:
+        _fail(str(error))
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+        return
+    console.print(f"index version {data['version']} (run {data['run_id']}, finished {data['finished_at']})")
+    table = Table("table", "rows")
+    for name, count in data["rows"].items():
+        table.add_row(name, str(count))
+    console.print(table)
+    labels = Table("entity label", "entities")
+    for label, count in data["entity_labels"].items():
+        labels.add_row(label, str(count))
+    console.print(labels)
+    top = Table("most mentioned entity", "label", "mentions", "documents")
+    for row in data["top_entities"]:
+        top.add_row(row["name"], row["label"], str(row["mention_count"]), str(row["doc_count"]))
+    console.print(top)
+    relations = Table("relation label", "count")
+    for label, count in data["relation_labels"].items():
+        relations.add_row(label, str(count))
+    console.print(relations)
+
+
+@app.command()
+def search(
+    query: str = typer.Argument(..., help="Question or keywords."),
+    db: str = DB_OPTION,
+    limit: int = typer.Option(5, "--limit", "-k", min=1, max=100, help="Number of chunks to return."),
+    mode: str = typer.Option("hybrid", "--mode", help="hybrid, vector or text."),
+    groups: str = GROUPS_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Search the chunks with hybrid vector and full-text retrieval.
+
+    Example: ponder search "Who portrayed Corliss Archer?" --db ponder-data/index
+    """
+    from indexer.store import Snapshot
+    from solver.search import ChunkSearcher
+
+    try:
+        searcher = ChunkSearcher(Snapshot.open(db))
+        hits = searcher.search(query, groups=_groups(groups), limit=limit, mode=mode)
+    except _known_errors() as error:
+        _fail(str(error))
+    if as_json:
+        print(json.dumps({"query": query, "version": searcher.snapshot.version, "hits": [hit.to_dict() for hit in hits]}, indent=2))
+        return
+    if not hits:
+        console.print("no results")
+    for rank, hit in enumerate(hits, start=1):
+        console.print(f"[bold]{rank}. {hit.title}[/]  score {hit.score:.4f}  (vector {hit.vector_score}, text {hit.text_score})  {hit.chunk_id}", highlight=False)
+        console.print(f"   {hit.text[:300]}", highlight=False)
+
+
+@app.command()
+def runs(db: str = DB_OPTION, as_json: bool = typer.Option(False, "--json", help="Print JSON."), limit: int = typer.Option(20, "--limit")) -> None:
+    """List index runs: when, what changed, how long, which version."""
+    from indexer.store import IndexStore
+
+    try:
+        records = IndexStore(db).runs()[-limit:]
+    except _known_errors() as error:
+        _fail(str(error))
+    if as_json:
+        print(json.dumps([run.row for run in records], indent=2, default=str))
+        return
+    table = Table("run", "version", "finished", "added", "changed", "deleted", "unchanged", "skipped", "seconds")
+    for run in records:
+        row = run.row
+        seconds = (row["finished_at"] - row["started_at"]).total_seconds()
+        table.add_row(
+            run.run_id, str(run.version), str(row["finished_at"])[:19], str(row["n_added"]), str(row["n_changed"]),
+            str(row["n_deleted"]), str(row["n_unchanged"]), str(row["n_skipped"]), f"{seconds:.1f}",
+        )
+    console.print(table)
+
+
+@graph_app.command("export")
+def graph_export(
+    out: Path = typer.Option(..., "--out", help="File to write."),
+    db: str = DB_OPTION,
+    export_format: str = typer.Option("graphml", "--format", help="graphml (Gephi, networkx) or edgelist."),
+    groups: str = GROUPS_OPTION,
+    with_chunks: bool = typer.Option(False, "--with-chunks", help="Add chunk nodes and entity-chunk mention edges."),
+) -> None:
+    """Write the entity graph for Gephi or networkx."""
+    from jobs.inspect import export_graph
+
+    try:
+        nodes, edges = export_graph(db, out, export_format=export_format, groups=_groups(groups), with_chunks=with_chunks)
+    except _known_errors() as error:
+        _fail(str(error))
+    console.print(f"wrote {nodes} nodes and {edges} edges to {out}")
+
+
+
+traces_app = typer.Typer(no_args_is_help=True, help="Export step traces for training.")
+app.add_typer(traces_app, name="traces")
+
+BUDGET_OPTION = typer.Option(4000, "--budget", help="Most tokens an episode may spend (see docs/solver.md for the unit).")
+POLICY_OPTION = typer.Option("adaptive", "--policy", help="Controller policy: fixed or adaptive.")
+
+
+def _print_episode(result, *, show_steps: bool = True) -> None:
+    if result.abstained:
+        console.print(f"[bold]answer:[/] (abstained; best guess confidence {result.confidence:.2f})")
+    else:
+        console.print(f"[bold]answer:[/] {result.answer}   confidence {result.confidence:.2f}", highlight=False)
+    if result.derivation:
+        console.print(f"[bold]derivation:[/] {result.derivation}", highlight=False)
+    for citation in result.citations:
+        console.print(f"  [cyan]\\[{citation.title}][/] {citation.sentence[:240]}", highlight=False)
+    console.print(
+        f"cost {result.cost:.0f} of {result.budget:.0f} tokens, {len(result.steps)} steps, "
+        f"{result.latency_ms:.0f} ms, policy {result.policy}, index version {result.index_version}, "
+        f"episode {result.episode_id}"
+    )
+    if show_steps:
+        table = Table("step", "action", "query", "cost", "new evidence", "confidence", "top answer", "note")
+        for step in result.steps:
+            table.add_row(
+                str(step.index), step.action.label, (step.action.query or "(question)")[:50], f"{step.cost:.0f}",
+                str(step.new_evidence), f"{step.confidence_before:.2f} -> {step.confidence_after:.2f}",
+                step.top_answer[:30], step.note[:60],
+            )
+        console.print(table)
+
+
+def _open_ponder(db: str):
+    from solver.service import Ponder
+
+    return Ponder(db)
+
+
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="The question."),
+    db: str = DB_OPTION,
+    budget: float = BUDGET_OPTION,
+    policy: str = POLICY_OPTION,
+    groups: str = GROUPS_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print the episode as JSON."),
+) -> None:
+    """Answer a question, with citations and the step trace.
+
+    Example: ponder ask "What government position was held by the woman who portrayed Corliss Archer in the film Kiss and Tell?"
+    """
+    try:
+        ponder = _open_ponder(db)
+        result = ponder.ask(question, policy=policy, budget=budget, groups=_groups(groups))
+        ponder.close()
+    except (*_known_errors(), ValueError) as error:
+        _fail(str(error))
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        return
+    _print_episode(result)
+
+
+@app.command()
+def shell(
+    db: str = DB_OPTION,
+    budget: float = BUDGET_OPTION,
+    policy: str = POLICY_OPTION,
+    groups: str = GROUPS_OPTION,
+) -> None:
+    """Ask questions interactively; each step prints as it happens. Ctrl-D quits."""
+    from solver.episode import step_to_dict
+
+    try:
+        ponder = _open_ponder(db)
+    except _known_errors() as error:
+        _fail(str(error))
+    caller = _groups(groups)
+    console.print(f"index version {ponder.version}, policy {policy}, budget {budget:.0f}. Ctrl-D to quit.")
+
+    def show(step) -> None:
+        data = step_to_dict(step)
+        console.print(
+            f"  step {data['index']}: {data['action']} cost {data['cost']:.0f}, "
+            f"confidence {data['confidence_before']:.2f} -> {data['confidence_after']:.2f} {data['note']}",
+            highlight=False,
+        )
+
+    while True:
+        try:
+            question = console.input("[bold]? [/]").strip()
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            break
+        if not question:
+            continue
+        try:
+            result = ponder.ask(question, policy=policy, budget=budget, groups=caller, on_step=show)
+        except (*_known_errors(), ValueError) as error:
+            error_console.print(f"[bold red]error:[/] {error}", highlight=False)
+            continue
+        _print_episode(result, show_steps=False)
+    ponder.close()
+
+
+@app.command("eval")
+def evaluate(
+    data: Path = typer.Argument(..., help="Question file (JSONL with question, answers, paragraphs)."),
+    db: str = DB_OPTION,
+    policy: str = POLICY_OPTION,
+    budget: float = BUDGET_OPTION,
+    limit: int = typer.Option(None, "--limit", help="Evaluate only the first N questions."),
+    out: Path = typer.Option(None, "--out", help="Write the full results (every question) as JSON here."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Score answers and evidence on a QA file against the indexed corpus."""
+    from rich.progress import Progress
+
+    from jobs.eval_job import EvalError, evaluate as run_eval, load_questions
+
+    try:
+        questions = load_questions(data, limit=limit)
+        ponder = _open_ponder(db)
+        with Progress(console=error_console, transient=True, disable=as_json) as bar:
+            task = bar.add_task("questions", total=len(questions))
+            summary = run_eval(ponder.ask, questions, policy=policy, budget=budget, progress=lambda done, total: bar.update(task, completed=done))
+        ponder.close()
+    except (*_known_errors(), EvalError, ValueError) as error:
+        _fail(str(error))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
+    brief = {key: value for key, value in summary.items() if key != "questions"}
+    if as_json:
+        print(json.dumps(brief, indent=2))
+        return
+    table = Table("type", "n", "EM", "F1", "recall@5", "mean cost", "p95 cost", "p50 ms", "p95 ms", "abstain", "steps")
+    for name, row in [("all", summary["overall"]), *summary["by_type"].items()]:
+        table.add_row(
+            name, str(row["n"]), f"{row['em']:.1f}", f"{row['f1']:.1f}",
+            "-" if row["recall@5"] is None else f"{row['recall@5']:.3f}", f"{row['cost_mean']:.0f}",
+            f"{row['cost_p95']:.0f}", f"{row['latency_ms_p50']:.0f}", f"{row['latency_ms_p95']:.0f}",
+            f"{row['abstain_rate']:.2f}", f"{row['steps_mean']:.1f}",
+        )
+    console.print(f"policy {policy}, budget {budget:.0f}, index version {ponder.version}")
+    console.print(table)
+
+
+@app.command()
+def feedback(
+    episode: str = typer.Argument(..., help="Episode id, as printed by ponder ask."),
+    db: str = DB_OPTION,
+    correct: bool = typer.Option(None, "--correct/--wrong", help="Whether the answer was right."),
+    answer: str = typer.Option(None, "--answer", help="The right answer, when it was wrong."),
+) -> None:
+    """Record whether an episode's answer was right; the trace export carries it."""
+    from solver.traces import TraceError, TraceStore
+
+    if correct is None:
+        _fail("pass --correct or --wrong")
+    try:
+        row = TraceStore(db).feedback(episode, correct=correct, answer=answer)
+    except (*_known_errors(), TraceError) as error:
+        _fail(str(error))
+    console.print(f"episode {episode}: marked {row['outcome']}")
+
+
+@traces_app.command("export")
+def traces_export(
+    out: str = typer.Option(..., "--out", help="File to write; - writes JSONL to standard output."),
+    db: str = DB_OPTION,
+    export_format: str = typer.Option("jsonl", "--format", help="jsonl or parquet."),
+) -> None:
+    """Export every step with its episode's outcome, one row per step."""
+    from solver.traces import TraceError, TraceStore
+
+    try:
+        rows = TraceStore(db).export(out, export_format=export_format)
+    except (*_known_errors(), TraceError) as error:
+        _fail(str(error))
+    if out != "-":
+        console.print(f"wrote {rows} steps to {out}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
