@@ -1,0 +1,1 @@
+"""The online solver: episode state, actions, costs, retrieval tools, reasoners and traces."""
