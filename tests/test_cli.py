@@ -1,0 +1,97 @@
+"""The ponder command line, run in-process on the indexed sample."""
+
+from __future__ import annotations
+
+import json
+
+import networkx as nx
+from typer.testing import CliRunner
+
+from jobs.cli import app
+
+runner = CliRunner()
+
+
+def test_stats_json(sample_index):
+    result = runner.invoke(app, ["stats", "--db", str(sample_index), "--json"])
+
+    data = json.loads(result.output)
+    assert result.exit_code == 0
+    assert data["rows"]["documents"] == 326
+    assert data["version"] == 1
+    assert data["entity_labels"]["PERSON"] > 0
+
+
+def test_search_json_ranks_relevant_title(sample_index):
+    result = runner.invoke(
+        app, ["search", "Which film starred Shirley Temple as Corliss Archer?", "--db", str(sample_index), "--json", "--limit", "3"]
+    )
+
+    hits = json.loads(result.output)["hits"]
+    assert result.exit_code == 0
+    assert len(hits) == 3
+    assert hits[0]["title"] == "Kiss and Tell (1945 film)"
+    assert hits[0]["vector_score"] is not None
+    assert hits[0]["text_score"] is not None
+
+
+def test_search_hostile_query(sample_index):
+    query = 'Shirley "Temple AND (Kiss OR NOT: tell) -- \' ; DROP TABLE chunks'
+
+    result = runner.invoke(app, ["search", query, "--db", str(sample_index), "--json"])
+
+    assert result.exit_code == 0
+    assert json.loads(result.output)["hits"]
+
+
+def test_search_empty_query_rejected(sample_index):
+    result = runner.invoke(app, ["search", "   ", "--db", str(sample_index)])
+
+    assert result.exit_code == 1
+    assert "query is empty" in result.output
+
+
+def test_search_missing_index(tmp_path):
+    result = runner.invoke(app, ["search", "anything", "--db", str(tmp_path / "nowhere")])
+
+    assert result.exit_code == 1
+    assert "no index found" in result.output
+
+
+def test_graph_export_graphml(sample_index, tmp_path):
+    out = tmp_path / "graph.graphml"
+
+    result = runner.invoke(app, ["graph", "export", "--db", str(sample_index), "--out", str(out)])
+
+    graph = nx.read_graphml(out)
+    names = {data["name"] for _, data in graph.nodes(data=True)}
+    assert result.exit_code == 0
+    assert graph.number_of_nodes() > 1000
+    assert graph.number_of_edges() > 500
+    assert "Shirley Temple" in names
+
+
+def test_runs_lists_run(sample_index):
+    result = runner.invoke(app, ["runs", "--db", str(sample_index), "--json"])
+
+    runs = json.loads(result.output)
+    assert result.exit_code == 0
+    assert runs[0]["n_added"] == 326
+    assert runs[0]["status"] == "completed"
+
+
+def test_index_bad_config(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("[index]\nchunk_tokens = 9000\n", encoding="utf-8")
+
+    result = runner.invoke(app, ["index", str(tmp_path), "--db", str(tmp_path / "db"), "--config", str(config)])
+
+    assert result.exit_code == 1
+    assert "chunk_tokens must be between" in result.output
+
+
+def test_index_missing_corpus(tmp_path):
+    result = runner.invoke(app, ["index", str(tmp_path / "missing"), "--db", str(tmp_path / "db")])
+
+    assert result.exit_code == 1
+    assert "missing" in result.output
