@@ -22,8 +22,9 @@ app = typer.Typer(
 graph_app = typer.Typer(no_args_is_help=True, help="Inspect the entity graph.")
 app.add_typer(graph_app, name="graph")
 
-console = Console()
-error_console = Console(stderr=True)
+# Piped output is not wrapped at rich's default of 80 columns, so tables stay readable in logs.
+console = Console(width=None if sys.stdout.isatty() else 160)
+error_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 DB_OPTION = typer.Option("ponder-data/index", "--db", help="Index database: a folder or a LanceDB URI.", envvar="PONDER_DB")
 GROUPS_OPTION = typer.Option(
@@ -236,14 +237,16 @@ def _print_episode(result, *, show_steps: bool = True) -> None:
         f"episode {result.episode_id}"
     )
     if show_steps:
-        table = Table("step", "action", "query", "cost", "new evidence", "confidence", "top answer", "note")
+        console.print("[bold]trace:[/]")
         for step in result.steps:
-            table.add_row(
-                str(step.index), step.action.label, (step.action.query or "(question)")[:50], f"{step.cost:.0f}",
-                str(step.new_evidence), f"{step.confidence_before:.2f} -> {step.confidence_after:.2f}",
-                step.top_answer[:30], step.note[:60],
+            query = f" {step.action.query!r}" if step.action.query else ""
+            console.print(
+                f"  {step.index}. {step.action.label}{query}  cost {step.cost:.0f}, +{step.new_evidence} evidence, "
+                f"confidence {step.confidence_before:.2f} -> {step.confidence_after:.2f}"
+                + (f", top {step.top_answer!r}" if step.top_answer else "")
+                + (f"  ({step.note})" if step.note else ""),
+                highlight=False,
             )
-        console.print(table)
 
 
 def _open_ponder(db: str):

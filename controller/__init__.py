@@ -1,0 +1,1 @@
+"""The metacognitive controller: monitors, the structure router and the policies."""

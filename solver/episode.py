@@ -1,0 +1,368 @@
+"""The episode loop: the policy picks an action, the solver prices and runs it, and logs it.
+
+Budget rule: before an action runs, the solver works out the most it may cost and shrinks
+it to fit the remaining budget (fewer chunks returned, less evidence read). After it runs,
+the charge is the measured cost, capped at that reservation. So the spent total never
+passes the budget, whatever the policy asks for. When nothing affordable is left, the
+episode stops with its best answer so far.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from indexer.embedding import count_tokens
+from solver.evidence import Candidate, Evidence
+from solver.state import (
+    EMBEDDED_TIER,
+    REASON,
+    RETRIEVAL_OVERHEAD_TOKENS,
+    RETRIEVE,
+    STOP,
+    Action,
+    EpisodeState,
+    StepRecord,
+    Tier,
+)
+
+logger = logging.getLogger("ponder.episode")
+
+MAX_STEPS = 24
+# Output tokens reserved per reasoning operation: an answer is short, a bridge writes
+# follow-up queries, a decomposition writes sub-questions.
+OUTPUT_TOKENS = {"decompose": 64, "bridge": 64, "compute": 48}
+ANSWER_TOKENS = 24
+
+
+class Policy(Protocol):
+    name: str
+
+    def start(self, state: EpisodeState) -> None: ...
+
+    def choose(self, state: EpisodeState) -> Action: ...
+
+
+class Monitor(Protocol):
+    def __call__(self, state: EpisodeState) -> dict[str, float]: ...
+
+
+@dataclass
+class Citation:
+    evidence_id: str
+    doc_id: str
+    title: str
+    sentence: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"evidence_id": self.evidence_id, "doc_id": self.doc_id, "title": self.title, "sentence": self.sentence}
+
+
+@dataclass
+class EpisodeResult:
+    """The answer of an episode, with everything needed to audit it."""
+
+    episode_id: str
+    question: str
+    answer: str | None
+    confidence: float
+    abstained: bool
+    citations: list[Citation]
+    steps: list[StepRecord]
+    cost: float
+    budget: float
+    latency_ms: float
+    policy: str
+    index_version: int
+    groups: tuple[str, ...]
+    answer_type: str = ""
+    derivation: str = ""
+    evidence: list[Evidence] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "episode_id": self.episode_id,
+            "question": self.question,
+            "answer": self.answer,
+            "confidence": round(self.confidence, 4),
+            "abstained": self.abstained,
+            "answer_type": self.answer_type,
+            "derivation": self.derivation,
+            "citations": [citation.to_dict() for citation in self.citations],
+            "cost": round(self.cost, 2),
+            "budget": self.budget,
+            "latency_ms": round(self.latency_ms, 2),
+            "policy": self.policy,
+            "index_version": self.index_version,
+            "groups": list(self.groups),
+            "steps": [step_to_dict(step) for step in self.steps],
+        }
+
+
+def step_to_dict(step: StepRecord) -> dict[str, Any]:
+    return {
+        "index": step.index,
+        "action": step.action.label,
+        "arguments": step.action.arguments(),
+        "cost": round(step.cost, 2),
+        "latency_ms": round(step.latency_ms, 2),
+        "new_evidence": step.new_evidence,
+        "new_supporting": step.new_supporting,
+        "confidence_before": round(step.confidence_before, 4),
+        "confidence_after": round(step.confidence_after, 4),
+        "top_answer": step.top_answer,
+        "note": step.note,
+        "features": {key: round(value, 4) for key, value in step.features.items()},
+    }
+
+
+class Solver:
+    """Run budgeted episodes over one index snapshot with a toolbox and a reasoner."""
+
+    def __init__(self, toolbox, reasoner, monitor: Monitor, *, tiers: dict[str, Tier] | None = None) -> None:
+        self.toolbox = toolbox
+        self.reasoner = reasoner
+        self.monitor = monitor
+        self.tiers = tiers or {EMBEDDED_TIER.name: EMBEDDED_TIER}
+
+    def solve(
+        self,
+        question: str,
+        policy: Policy,
+        *,
+        budget: float = 2_000,
+        groups: tuple[str, ...] = ("public",),
+        on_step=None,
+    ) -> EpisodeResult:
+        """Answer ``question`` within ``budget`` tokens; ``on_step`` sees each step as it ends."""
+        started = time.perf_counter()
+        state = EpisodeState(question=question, budget=float(budget), groups=tuple(sorted(groups)))
+        self.toolbox.prepare(state)
+        answer_type = self.reasoner.answer_type(question)
+        state.answer_type = answer_type.kind
+        state.info["answer"] = answer_type
+        # Question analysis is free: it reads only the question, as the controller does.
+        hops = self.reasoner.decompose(question)
+        state.info["needs_bridge"] = len(hops) >= 2 and any("#1" in hop for hop in hops[1:])
+        self.monitor(state)  # fills the question's static features that routing reads
+        policy.start(state)
+        for index in range(MAX_STEPS):
+            features = self.monitor(state)
+            action = policy.choose(state)
+            if action.kind == STOP:
+                break
+            step = self._run(state, action, features, index)
+            state.steps.append(step)
+            if on_step is not None:
+                on_step(step)
+            if step.cost == 0 and step.new_evidence == 0 and "skipped" in step.note:
+                # The policy asked for something that cannot run; stop rather than loop.
+                break
+        result = self._finish(state, policy, action if "action" in locals() else None, started)
+        return result
+
+    # -- running one action ------------------------------------------------------------
+
+    def _run(self, state: EpisodeState, action: Action, features: dict[str, float], index: int) -> StepRecord:
+        before = state.confidence
+        started = time.perf_counter()
+        if action.kind == RETRIEVE:
+            cost, new, supporting, note = self._retrieve(state, action)
+        elif action.kind == REASON:
+            cost, new, supporting, note = self._reason(state, action)
+        else:  # pragma: no cover - Action validates kinds
+            raise ValueError(action.kind)
+        state.spent += cost
+        top = state.top
+        return StepRecord(
+            index=index,
+            action=action,
+            cost=cost,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            features=features,
+            new_evidence=new,
+            new_supporting=supporting,
+            confidence_before=before,
+            confidence_after=state.confidence,
+            top_answer=top.text if top else "",
+            note=note,
+        )
+
+    def _retrieve(self, state: EpisodeState, action: Action) -> tuple[float, int, int, str]:
+        query = action.query or state.question
+        state.done_queries.add((action.name, query))
+        if query != state.question:
+            state.info["hop_query"] = query
+        if state.remaining < RETRIEVAL_OVERHEAD_TOKENS + 1:
+            return 0.0, 0, 0, "skipped: budget too small for a retrieval"
+        found, candidates = self.toolbox.retrieve(action.name, query, state, limit=action.limit)
+        retrieval = state.count_retrievals()
+        fresh = []
+        for rank, item in enumerate(found):
+            known = state.evidence.get(item.evidence_id)
+            if known is not None:
+                # Found again: it now ranks with this retrieval's results, at no new cost.
+                known.details["retrieval"] = retrieval
+                known.details["rank"] = rank
+                known.hop = max(known.hop, item.hop)
+                continue
+            item.details["retrieval"] = retrieval
+            item.details["rank"] = rank
+            fresh.append(item)
+        allowance = state.remaining - RETRIEVAL_OVERHEAD_TOKENS
+        kept: list[Evidence] = []
+        used = 0
+        for item in fresh:
+            if used + item.n_tokens > allowance:
+                continue
+            kept.append(item)
+            used += item.n_tokens
+        note = f"{len(kept)} of {len(fresh)} new results kept" if len(kept) < len(fresh) else f"{len(kept)} new results"
+        for item in kept:
+            item.details["order"] = len(state.evidence)
+            state.evidence[item.evidence_id] = item
+        if candidates:
+            self._merge_candidates(state, candidates)
+        supporting = self._count_supporting(state, kept)
+        return float(RETRIEVAL_OVERHEAD_TOKENS + used), len(kept), supporting, note
+
+    def _reason(self, state: EpisodeState, action: Action) -> tuple[float, int, int, str]:
+        tier = self.tiers.get(action.tier)
+        if tier is None:
+            message = f"unknown model tier {action.tier!r}; configured tiers: {sorted(self.tiers)}"
+            raise ValueError(message)
+        question_tokens = state.info.get("question_tokens") or count_tokens([state.question])[0]
+        state.info["question_tokens"] = question_tokens
+        # Reserve: the question, the output, and as much evidence as the rest allows.
+        output_tokens = OUTPUT_TOKENS.get(action.name, ANSWER_TOKENS)
+        reserve_out = output_tokens * tier.price_out
+        allowance_in = (state.remaining - reserve_out) / tier.price_in - question_tokens
+        if allowance_in < 0:
+            return 0.0, 0, 0, "skipped: budget too small for this reasoning step"
+        evidence = []
+        used = 0
+        for item in state.ranked_evidence():
+            if used + item.n_tokens > allowance_in:
+                continue
+            evidence.append(item)
+            used += item.n_tokens
+        reservation = tier.cost(question_tokens + used, output_tokens)
+        operation = action.name
+        note = ""
+        supporting = 0
+        if operation == "decompose":
+            from solver.reasoner import ReasonResult
+
+            queries = self.reasoner.decompose(state.question)
+            result = ReasonResult(queries, question_tokens, sum(count_tokens(queries)) if queries else 0)
+            hops = [hop for hop in queries if hop and "#1" not in hop and ("chunks", hop) not in state.done_queries]
+            state.open_hops.extend(hop for hop in hops if hop not in state.open_hops)
+            note = f"{len(hops)} sub-questions"
+        elif operation == "bridge":
+            result = self.reasoner.bridge(state.question, evidence)
+            for bridge in result.output:
+                if bridge.name not in state.bridges:
+                    state.bridges.append(bridge.name)
+                    if bridge.follow_up_query and bridge.follow_up_query not in state.open_hops:
+                        state.open_hops.append(bridge.follow_up_query)
+            note = "bridges: " + ", ".join(bridge.name for bridge in result.output[:3])
+            supporting = len(result.output)
+        elif operation == "synthesize":
+            hop_query = state.info.get("hop_query")
+            if hop_query:
+                # After a hop, read the evidence against the follow-up query, keeping the
+                # original answer type and not repeating the original question's words.
+                result = self.reasoner.candidates(
+                    hop_query, evidence, answer_type=state.info.get("answer"), exclude=(state.question,)
+                )
+                # Answers from earlier follow-up queries stay in the running; answers read
+                # against the question itself were about the bridge entity and drop out.
+                pool = state.info.setdefault("hop_candidates", [])
+                pool.extend(result.output)
+                state.candidates = []
+                self._merge_candidates(state, list(pool))
+            else:
+                result = self.reasoner.candidates(state.question, evidence)
+                self._merge_candidates(state, result.output, replace=True)
+            note = f"{len(result.output)} candidates" + (f" for {hop_query!r}" if hop_query else "")
+        elif operation == "compare":
+            result = self.reasoner.compare(state.question, evidence)
+            self._merge_candidates(state, result.output)
+            note = f"{len(result.output)} candidates"
+        elif operation == "verify":
+            top = state.top
+            if top is None:
+                return 0.0, 0, 0, "skipped: no candidate to verify"
+            result = self.reasoner.verify(state.question, top, evidence)
+            support = float(result.output)
+            state.verified[top.text] = support
+            # A well-supported answer gains confidence, a poorly supported one loses it.
+            top.confidence = min(1.0, max(0.0, 0.5 * top.confidence + 0.5 * support))
+            state.candidates.sort(key=lambda candidate: -candidate.confidence)
+            note = f"support {support:.2f}"
+        elif operation == "compute":
+            result = self.toolbox.compute(state.question, state)
+            self._merge_candidates(state, result.output)
+            note = result.output[0].derivation if result.output else "nothing to compute"
+        else:  # pragma: no cover - Action validates names
+            raise ValueError(operation)
+        cost = tier.cost(result.tokens_in, result.tokens_out)
+        if cost > reservation:
+            logger.warning("reasoner reported %.0f tokens of cost for %s, over the %.0f reserved; charging the reservation", cost, operation, reservation)
+            note += f"; charged the reservation {reservation:.0f} (reported {cost:.0f})"
+            cost = reservation
+        return float(min(cost, state.remaining)), 0, supporting, note
+
+    def _merge_candidates(self, state: EpisodeState, new: list[Candidate], *, replace: bool = False) -> None:
+        from solver.answers import normalize_answer
+
+        pool: dict[str, Candidate] = {}
+        keep_old = [candidate for candidate in state.candidates if not replace or candidate.derivation]
+        for candidate in [*keep_old, *new]:
+            key = normalize_answer(candidate.text)
+            if not key:
+                continue
+            existing = pool.get(key)
+            if existing is None or candidate.confidence > existing.confidence:
+                pool[key] = candidate
+        state.candidates = sorted(pool.values(), key=lambda candidate: (-candidate.confidence, candidate.text))
+
+    def _count_supporting(self, state: EpisodeState, items: list[Evidence]) -> int:
+        """New evidence that names the top candidate or a bridge entity."""
+        names = [name.lower() for name in ([state.top.text] if state.top else []) + state.bridges if name]
+        return sum(1 for item in items if any(name in item.text.lower() for name in names))
+
+    # -- finishing --------------------------------------------------------------------
+
+    def _finish(self, state: EpisodeState, policy: Policy, last: Action | None, started: float) -> EpisodeResult:
+        abstain_requested = last is not None and last.kind == STOP and last.name == "abstain"
+        top = state.top
+        abstained = abstain_requested or top is None
+        citations: list[Citation] = []
+        if top is not None and not abstained:
+            for evidence_id in top.support[:3]:
+                item = state.evidence.get(evidence_id)
+                if item is not None:
+                    sentence = top.sentence if top.sentence and top.sentence in item.text else item.text[:300]
+                    citations.append(Citation(evidence_id, item.doc_id, item.title, sentence))
+        return EpisodeResult(
+            episode_id=uuid.uuid4().hex,
+            question=state.question,
+            answer=None if abstained else top.text,
+            confidence=state.confidence,
+            abstained=abstained,
+            citations=citations,
+            steps=state.steps,
+            cost=state.spent,
+            budget=state.budget,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            policy=policy.name,
+            index_version=self.toolbox.version,
+            groups=state.groups,
+            answer_type=state.answer_type,
+            derivation=top.derivation if top else "",
+            evidence=state.ranked_evidence(),
+        )
