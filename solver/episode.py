@@ -311,7 +311,7 @@ class Solver:
             raise ValueError(operation)
         cost = tier.cost(result.tokens_in, result.tokens_out)
         if cost > reservation:
-            logger.warning("reasoner reported %.0f tokens of cost for %s, over the %.0f reserved; charging the reservation", cost, operation, reservation)
+            logger.info("reasoner reported %.0f tokens of cost for %s, over the %.0f reserved; charging the reservation", cost, operation, reservation)
             note += f"; charged the reservation {reservation:.0f} (reported {cost:.0f})"
             cost = reservation
         return float(min(cost, state.remaining)), 0, supporting, note
