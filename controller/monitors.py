@@ -51,7 +51,7 @@ FEATURE_NAMES = (
 
 
 def analyse_question(question: str) -> dict[str, float]:
-    """Static features of the question: its shape says how hard it is likely to be."""
+    """Compute static features of the question, whose shape hints at how hard it is."""
     words = question.split()
     relative = len(_RELATIVE.findall(question[1:])) if words else 0
     comparison = bool(_COMPARISON.search(question)) or " or " in question.lower()
@@ -104,7 +104,7 @@ def marginal_gain(state: EpisodeState, window: int = 2) -> float:
 
 
 def monitor(state: EpisodeState) -> dict[str, float]:
-    """All monitor values and state features, keyed by FEATURE_NAMES."""
+    """Compute all monitor values and state features, keyed by FEATURE_NAMES."""
     static = state.info.get("static")
     if static is None:
         static = analyse_question(state.question)

@@ -78,7 +78,7 @@ class Action:
 
 @dataclass
 class StepRecord:
-    """What one step did, as stored in the trace."""
+    """The record of one step, as stored in the trace."""
 
     index: int
     action: Action
