@@ -169,31 +169,64 @@ def search(
     if not hits:
         console.print("no results")
     for rank, hit in enumerate(hits, start=1):
-        console.print(f"[bold]{rank}. {hit.title}[/]  score {hit.score:.4f}  (vector {hit.vector_score}, text {hit.text_score})  {hit.chunk_id}", highlight=False)
+        vector = "-" if hit.vector_score is None else f"{hit.vector_score:.3f}"
+        text = "-" if hit.text_score is None else f"{hit.text_score:.2f}"
+        console.print(f"[bold]{rank}. {hit.title}[/]  score {hit.score:.4f}  (cosine {vector}, BM25 {text})  {hit.chunk_id}", highlight=False)
         console.print(f"   {hit.text[:300]}", highlight=False)
 
 
 @app.command()
-def runs(db: str = DB_OPTION, as_json: bool = typer.Option(False, "--json", help="Print JSON."), limit: int = typer.Option(20, "--limit")) -> None:
+def runs(
+    db: str = DB_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    limit: int = typer.Option(20, "--limit"),
+    check: bool = typer.Option(
+        False, "--check", help="Exit with status 1 when the newest indexing run is too old or too slow (for alerting)."
+    ),
+    max_age_hours: float = typer.Option(26.0, "--max-age-hours", min=0, help="With --check: maximum hours since the newest indexing run finished."),
+    max_slowdown: float = typer.Option(3.0, "--max-slowdown", min=1, help="With --check: maximum duration of the newest run as a multiple of the median of earlier runs."),
+) -> None:
     """List index runs: when, what changed, how long, which version."""
     from indexer.store import IndexStore
 
     try:
-        records = IndexStore(db).runs()[-limit:]
+        all_records = IndexStore(db).runs()
     except _known_errors() as error:
         _fail(str(error))
+    if check:
+        _check_runs(all_records, max_age_hours=max_age_hours, max_slowdown=max_slowdown, as_json=as_json)
+        return
+    records = all_records[-limit:]
     if as_json:
         print(json.dumps([run.row for run in records], indent=2, default=str))
         return
-    table = Table("run", "version", "finished", "added", "changed", "deleted", "unchanged", "skipped", "seconds")
+    from jobs.ops import run_note
+
+    table = Table("run", "version", "finished", "added", "changed", "deleted", "unchanged", "skipped", "seconds", "note")
     for run in records:
         row = run.row
         seconds = (row["finished_at"] - row["started_at"]).total_seconds()
         table.add_row(
             run.run_id, str(run.version), str(row["finished_at"])[:19], str(row["n_added"]), str(row["n_changed"]),
-            str(row["n_deleted"]), str(row["n_unchanged"]), str(row["n_skipped"]), f"{seconds:.1f}",
+            str(row["n_deleted"]), str(row["n_unchanged"]), str(row["n_skipped"]), f"{seconds:.1f}", run_note(run),
         )
     console.print(table)
+
+
+def _check_runs(records, *, max_age_hours: float, max_slowdown: float, as_json: bool) -> None:
+    from jobs.ops import check_runs
+
+    result = check_runs(records, max_age_hours=max_age_hours, max_slowdown=max_slowdown)
+    if as_json:
+        print(json.dumps({"ok": result.ok, "problems": result.problems, "summary": result.summary}, indent=2))
+    elif result.ok:
+        console.print(f"ok: {result.summary}", highlight=False)
+    else:
+        for problem in result.problems:
+            error_console.print(f"[bold red]alert:[/] {problem}", highlight=False)
+        error_console.print(result.summary, highlight=False)
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 @graph_app.command("export")
@@ -399,6 +432,60 @@ def traces_export(
         _fail(str(error))
     if out != "-":
         console.print(f"wrote {rows} steps to {out}")
+
+
+@app.command()
+def rollback(
+    version: int = typer.Argument(..., help="Index version to restore, as listed by ponder runs."),
+    db: str = DB_OPTION,
+    wait: bool = typer.Option(False, "--wait", help="Wait for a running index job on the same database instead of stopping."),
+    as_json: bool = typer.Option(False, "--json", help="Print the new run record as JSON."),
+) -> None:
+    """Restore an earlier index version; readers move to it as a new version.
+
+    Example: ponder rollback 41 --db ponder-data/index
+    """
+    from jobs.ops import rollback as rollback_index, run_note
+
+    try:
+        run = rollback_index(db, version, wait_for_lock=wait)
+    except _known_errors() as error:
+        _fail(str(error))
+    if as_json:
+        print(json.dumps(run.row, indent=2, default=str))
+        return
+    console.print(f"index version {run.version} at {db}: {run_note(run)}", highlight=False)
+
+
+@app.command()
+def prune(
+    db: str = DB_OPTION,
+    keep_days: float = typer.Option(30.0, "--keep-days", min=0, help="Keep every table version written in the last N days."),
+    keep_versions: int = typer.Option(7, "--keep-versions", min=1, help="Keep the N highest index versions, whatever their age."),
+    compact: bool = typer.Option(True, "--compact/--no-compact", help="Rewrite small data files into larger ones first."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for a running index job on the same database instead of stopping."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was removed and kept as JSON."),
+) -> None:
+    """Compact the tables and delete old table versions that no recent run needs.
+
+    Example: ponder prune --db ponder-data/index --keep-days 14 --keep-versions 7
+    """
+    from jobs.ops import prune as prune_index
+
+    try:
+        report = prune_index(db, keep_days=keep_days, keep_versions=keep_versions, compact=compact, wait_for_lock=wait)
+    except _known_errors() as error:
+        _fail(str(error))
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return
+    removed = sum(len(versions) for versions in report.removed.values())
+    console.print(
+        f"removed {removed} table versions ({report.bytes_removed / 1e6:.1f} MB) from {db}; "
+        f"index versions {report.protected_versions} stay restorable"
+    )
+    if report.compacted:
+        console.print(f"compacted {', '.join(report.compacted)}")
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ logger = logging.getLogger("ponder.index")
 
 @dataclass
 class ChangePlan:
-    """Which documents a run adds, changes, deletes and leaves alone."""
+    """The documents a run adds, changes, deletes and leaves alone."""
 
     added: list[Document] = field(default_factory=list)
     changed: list[Document] = field(default_factory=list)
@@ -72,7 +72,7 @@ def plan_changes(documents: list[Document], indexed: dict[str, str]) -> ChangePl
 
 @dataclass
 class RunResult:
-    """What one run did; the same facts as its ``index_runs`` row."""
+    """The outcome of one run, with the same facts as its ``index_runs`` row."""
 
     run_id: str
     version: int
@@ -105,8 +105,11 @@ class AnalyzeStage:
     """Ray actor: spaCy analysis and table typing of a batch of documents."""
 
     def __init__(self, config: dict[str, Any]) -> None:
+        import ray
+
         from indexer.analysis import DocumentAnalyzer
 
+        self.node_id = ray.get_runtime_context().get_node_id()
         self.analyzer = DocumentAnalyzer(
             chunk_tokens=config["chunk_tokens"],
             overlap_tokens=config["overlap_tokens"],
@@ -121,15 +124,18 @@ class AnalyzeStage:
         for document, analysis in zip(documents, analyses, strict=True):
             typed = [typed_table(table) for table in document.tables]
             payloads.append(pickle.dumps((document, analysis, typed), protocol=pickle.HIGHEST_PROTOCOL))
-        return {"doc_id": list(batch["doc_id"]), "analysis": payloads}
+        return {"doc_id": list(batch["doc_id"]), "analysis": payloads, "analyze_node": [self.node_id] * len(payloads)}
 
 
 class EmbedStage:
     """Ray actor: embeddings of chunk texts and entity names."""
 
     def __init__(self) -> None:
+        import ray
+
         from indexer.embedding import Embedder
 
+        self.node_id = ray.get_runtime_context().get_node_id()
         self.embedder = Embedder()
         self.name_cache: dict[str, Any] = {}
 
@@ -158,7 +164,12 @@ class EmbedStage:
             payloads.append(
                 pickle.dumps((document, analysis, typed, chunk_vectors, entity_vectors), protocol=pickle.HIGHEST_PROTOCOL)
             )
-        return {"doc_id": list(batch["doc_id"]), "result": payloads}
+        return {
+            "doc_id": list(batch["doc_id"]),
+            "result": payloads,
+            "analyze_node": list(batch["analyze_node"]),
+            "embed_node": [self.node_id] * len(payloads),
+        }
 
 
 # -- the run --------------------------------------------------------------------------
@@ -249,10 +260,11 @@ def _apply_plan(
     counts = {"documents": 0, "chunks": 0, "mentions": 0, "relations": 0, "attributes": 0, "tables": 0}
     documents = plan.to_process
     if documents:
+        nodes: set[str] = set()
         with timer("pipeline"), ray_session(ray_address, config) as cpus:
             buffer: list[tuple] = []
             done = 0
-            for result in _pipeline(documents, config, cpus):
+            for result in _pipeline(documents, config, cpus, nodes):
                 buffer.append(result)
                 if len(buffer) >= config.flush_documents:
                     _flush(store, buffer, run_id, counts, touched_entities, entity_vectors, entity_names)
@@ -263,6 +275,8 @@ def _apply_plan(
             _flush(store, buffer, run_id, counts, touched_entities, entity_vectors, entity_names)
             if progress:
                 progress(len(documents), len(documents))
+        # Distinct Ray nodes that ran analysis or embedding actors, to show how a cluster run spread.
+        counts["ray_nodes"] = len(nodes)
 
     with timer("entities"):
         counts["entities_updated"] = writer.refresh_entities(store, touched_entities, entity_vectors, entity_names)
@@ -271,8 +285,11 @@ def _apply_plan(
     return counts
 
 
-def _pipeline(documents: list[Document], config: IndexConfig, cpus: int):
-    """Yield (document, analysis, typed tables, chunk vectors, entity vectors) per document."""
+def _pipeline(documents: list[Document], config: IndexConfig, cpus: int, nodes: set[str]):
+    """Yield (document, analysis, typed tables, chunk vectors, entity vectors) per document.
+
+    Adds the id of every Ray node that analysed or embedded a batch to ``nodes``.
+    """
     import ray
 
     # Embedding costs about three times the CPU of spaCy analysis per paragraph, so most
@@ -299,6 +316,8 @@ def _pipeline(documents: list[Document], config: IndexConfig, cpus: int):
         num_cpus=share,
     )
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        nodes.update(batch["analyze_node"].tolist())
+        nodes.update(batch["embed_node"].tolist())
         for payload in batch["result"]:
             yield pickle.loads(payload)
 
