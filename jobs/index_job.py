@@ -296,7 +296,8 @@ def _pipeline(documents: list[Document], config: IndexConfig, cpus: int, nodes: 
     # actors embed. Actors share the CPUs evenly, with fractions where they do not divide.
     analyzers = config.analyzers or max(1, cpus // 4)
     embedders = config.embedders or max(2, cpus - analyzers)
-    share = max(0.1, cpus / (analyzers + embedders))
+    node_cpus = [node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node["Alive"]]
+    share = actor_share(cpus, analyzers + embedders, node_cpus)
     items = [
         {"doc_id": document.doc_id, "document": pickle.dumps(document, protocol=pickle.HIGHEST_PROTOCOL)}
         for document in documents
@@ -320,6 +321,28 @@ def _pipeline(documents: list[Document], config: IndexConfig, cpus: int, nodes: 
         nodes.update(batch["embed_node"].tolist())
         for payload in batch["result"]:
             yield pickle.loads(payload)
+
+
+def actor_share(cpus: float, actors: int, node_cpus: list[float]) -> float:
+    """Return the CPUs to reserve per actor so that all ``actors`` fit on the nodes.
+
+    An actor runs on one node, so an even share of the cluster's CPUs can leave actors
+    unplaced: three actors of 2/3 CPU fit one 2-CPU node but not two 1-CPU nodes. The
+    share then shrinks to the largest fraction of one node's CPUs that places them all.
+    """
+
+    def slots(size: float) -> int:
+        # The small tolerance keeps 2 / (2/3) from counting as 2.999... actors.
+        return sum(int(cpu / size + 1e-9) for cpu in node_cpus)
+
+    share = max(0.1, cpus / actors)
+    if not node_cpus or slots(share) >= actors:
+        return share
+    fractions = sorted({cpu / k for cpu in node_cpus if cpu > 0 for k in range(1, actors + 1)}, reverse=True)
+    for fraction in fractions:
+        if fraction <= share and slots(fraction) >= actors:
+            return max(0.1, fraction)
+    return 0.1
 
 
 def _flush(store, buffer, run_id, counts, touched_entities, entity_vectors, entity_names) -> None:

@@ -29,7 +29,7 @@ import pytest
 
 from indexer.config import IndexConfig
 from indexer.store import IndexStore, Snapshot
-from jobs.index_job import run_index
+from jobs.index_job import actor_share, run_index
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_PARAGRAPHS = ROOT / "sample" / "corpus" / "hotpotqa-paragraphs.jsonl"
@@ -242,6 +242,24 @@ def test_cluster_run_matches_local(tmp_path, cluster, ray_local):
     assert np.allclose(np.array(cluster_vectors), np.array(local_vectors), atol=1e-5)
 
 
+
+
+@pytest.mark.parametrize(
+    ("cpus", "actors", "node_cpus", "expected"),
+    [
+        (2, 3, [2.0], 2 / 3),  # one node: the even share
+        (2, 3, [1.0, 1.0], 0.5),  # 2/3 CPU fits once per 1-CPU node, so three actors need halves
+        (8, 8, [4.0, 4.0], 1.0),
+        (8, 8, [0.0, 4.0, 4.0], 1.0),  # a head without CPUs takes no actors
+        (3, 4, [1.0, 2.0], 2 / 3),  # one actor on the 1-CPU node, three on the 2-CPU node
+        (2, 3, [], 2 / 3),  # unknown nodes: the even share
+    ],
+)
+def test_actor_share_fits_nodes(cpus, actors, node_cpus, expected):
+    share = actor_share(cpus, actors, node_cpus)
+
+    assert share == pytest.approx(expected)
+    assert not node_cpus or sum(int(cpu / share + 1e-9) for cpu in node_cpus) >= actors
 
 if __name__ == "__main__" and sys.argv[1:2] == ["node"]:
     serve_node(sys.argv[2:])
