@@ -16,7 +16,7 @@ class ConfigError(ValueError):
 class IndexConfig:
     """How documents are cut, analysed, embedded and written.
 
-    A TOML file with an ``[index]`` table may set any field; see docs/configuration.md.
+    A TOML file with an ``[index]`` table may set any field; see docs/indexing.md.
     """
 
     chunk_tokens: int = 200

@@ -75,7 +75,7 @@ class Skipped:
 
 @dataclass
 class CorpusScan:
-    """What reading a corpus produced: documents to index and inputs that were skipped."""
+    """The result of reading a corpus: documents to index and inputs that were skipped."""
 
     documents: list[Document]
     skipped: list[Skipped] = field(default_factory=list)

@@ -57,7 +57,7 @@ class StoreError(RuntimeError):
 
 
 class IndexNotFoundError(StoreError):
-    """The database holds no completed index run."""
+    """The database contains no completed index run."""
 
 
 class IndexBusyError(StoreError):

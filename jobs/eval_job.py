@@ -45,7 +45,7 @@ def load_questions(path: str | Path, *, limit: int | None = None) -> list[dict[s
         if limit is not None and len(questions) >= limit:
             break
     if not questions:
-        message = f"{path} holds no questions"
+        message = f"{path} contains no questions; each line must be one question record"
         raise EvalError(message)
     return questions
 
