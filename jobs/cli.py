@@ -253,6 +253,9 @@ app.add_typer(traces_app, name="traces")
 
 BUDGET_OPTION = typer.Option(4000, "--budget", help="Most tokens an episode may spend (see docs/solver.md for the unit).")
 POLICY_OPTION = typer.Option("adaptive", "--policy", help="Controller policy: fixed or adaptive.")
+TIERS_OPTION = typer.Option(
+    None, "--config", help="TOML file with [tiers.small] and [tiers.large] model tiers (default: PONDER_CONFIG); see docs/models.md."
+)
 
 
 def _print_episode(result, *, show_steps: bool = True) -> None:
@@ -277,15 +280,17 @@ def _print_episode(result, *, show_steps: bool = True) -> None:
                 f"  {step.index}. {step.action.label}{query}  cost {step.cost:.0f}, +{step.new_evidence} evidence, "
                 f"confidence {step.confidence_before:.2f} -> {step.confidence_after:.2f}"
                 + (f", top {step.top_answer!r}" if step.top_answer else "")
-                + (f"  ({step.note})" if step.note else ""),
+                + (f"  ({step.note})" if step.note else "")
+                + (f"  \\[tier {step.tier_used}, {step.tokens_in} in, {step.tokens_out} out]" if step.tier_used else "")
+                + (f"  error: {step.error}" if step.error else ""),
                 highlight=False,
             )
 
 
-def _open_ponder(db: str):
+def _open_ponder(db: str, config: Path | None = None):
     from solver.service import Ponder
 
-    return Ponder(db)
+    return Ponder(db, config=config)
 
 
 @app.command()
@@ -296,13 +301,14 @@ def ask(
     policy: str = POLICY_OPTION,
     groups: str = GROUPS_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the episode as JSON."),
+    config_file: Path = TIERS_OPTION,
 ) -> None:
     """Answer a question, with citations and the step trace.
 
     Example: ponder ask "What government position was held by the woman who portrayed Corliss Archer in the film Kiss and Tell?"
     """
     try:
-        ponder = _open_ponder(db)
+        ponder = _open_ponder(db, config_file)
         result = ponder.ask(question, policy=policy, budget=budget, groups=_groups(groups))
         ponder.close()
     except (*_known_errors(), ValueError) as error:
@@ -319,12 +325,13 @@ def shell(
     budget: float = BUDGET_OPTION,
     policy: str = POLICY_OPTION,
     groups: str = GROUPS_OPTION,
+    config_file: Path = TIERS_OPTION,
 ) -> None:
     """Ask questions interactively; each step prints as it happens. Ctrl-D quits."""
     from solver.episode import step_to_dict
 
     try:
-        ponder = _open_ponder(db)
+        ponder = _open_ponder(db, config_file)
     except _known_errors() as error:
         _fail(str(error))
     caller = _groups(groups)
@@ -334,7 +341,9 @@ def shell(
         data = step_to_dict(step)
         console.print(
             f"  step {data['index']}: {data['action']} cost {data['cost']:.0f}, "
-            f"confidence {data['confidence_before']:.2f} -> {data['confidence_after']:.2f} {data['note']}",
+            f"confidence {data['confidence_before']:.2f} -> {data['confidence_after']:.2f} {data['note']}"
+            + (f" \\[tier {data['tier_used']}]" if data["tier_used"] else "")
+            + (f" error: {data['error']}" if data["error"] else ""),
             highlight=False,
         )
 
@@ -364,6 +373,7 @@ def evaluate(
     limit: int = typer.Option(None, "--limit", help="Evaluate only the first N questions."),
     out: Path = typer.Option(None, "--out", help="Write the full results (every question) as JSON here."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    config_file: Path = TIERS_OPTION,
 ) -> None:
     """Score answers and evidence on a QA file against the indexed corpus."""
     from rich.progress import Progress
@@ -372,7 +382,7 @@ def evaluate(
 
     try:
         questions = load_questions(data, limit=limit)
-        ponder = _open_ponder(db)
+        ponder = _open_ponder(db, config_file)
         with Progress(console=error_console, transient=True, disable=as_json) as bar:
             task = bar.add_task("questions", total=len(questions))
             summary = run_eval(ponder.ask, questions, policy=policy, budget=budget, progress=lambda done, total: bar.update(task, completed=done))

@@ -115,6 +115,10 @@ def step_to_dict(step: StepRecord) -> dict[str, Any]:
         "confidence_after": round(step.confidence_after, 4),
         "top_answer": step.top_answer,
         "note": step.note,
+        "tier_used": step.tier_used,
+        "tokens_in": step.tokens_in,
+        "tokens_out": step.tokens_out,
+        "error": step.error,
         "features": {key: round(value, 4) for key, value in step.features.items()},
     }
 
@@ -122,11 +126,24 @@ def step_to_dict(step: StepRecord) -> dict[str, Any]:
 class Solver:
     """Run budgeted episodes over one index snapshot with a toolbox and a reasoner."""
 
-    def __init__(self, toolbox, reasoner, monitor: Monitor, *, tiers: dict[str, Tier] | None = None) -> None:
+    def __init__(
+        self,
+        toolbox,
+        reasoner,
+        monitor: Monitor,
+        *,
+        tiers: dict[str, Tier] | None = None,
+        models: dict | None = None,
+        router=None,
+    ) -> None:
         self.toolbox = toolbox
         self.reasoner = reasoner
         self.monitor = monitor
         self.tiers = tiers or {EMBEDDED_TIER.name: EMBEDDED_TIER}
+        # Tier name to a reasoner on a chat endpoint (solver.model_reasoner.ModelReasoner).
+        self.models = models or {}
+        # Called as router(action, state) on every chosen action to assign a model tier.
+        self.router = router
 
     def solve(
         self,
@@ -152,6 +169,8 @@ class Solver:
         for index in range(MAX_STEPS):
             features = self.monitor(state)
             action = policy.choose(state)
+            if self.router is not None:
+                action = self.router(action, state)
             if action.kind == STOP:
                 break
             step = self._run(state, action, features, index)
@@ -177,6 +196,7 @@ class Solver:
             raise ValueError(action.kind)
         state.spent += cost
         top = state.top
+        call = state.info.pop("model_call", {})
         return StepRecord(
             index=index,
             action=action,
@@ -189,6 +209,10 @@ class Solver:
             confidence_after=state.confidence,
             top_answer=top.text if top else "",
             note=note,
+            tier_used=call.get("tier", ""),
+            tokens_in=call.get("tokens_in", 0),
+            tokens_out=call.get("tokens_out", 0),
+            error=call.get("error", ""),
         )
 
     def _retrieve(self, state: EpisodeState, action: Action) -> tuple[float, int, int, str]:
@@ -234,6 +258,29 @@ class Solver:
         if tier is None:
             message = f"unknown model tier {action.tier!r}; configured tiers: {sorted(self.tiers)}"
             raise ValueError(message)
+        model = self.models.get(action.tier)
+        if model is None or action.name not in model.operations:
+            return self._reason_embedded(state, action, tier)
+        from solver.model_reasoner import ModelStepError
+
+        try:
+            return model.run(self, state, action, tier)
+        except ModelStepError as error:
+            logger.warning("%s on the %s tier failed, falling back to the embedded tier: %s", action.name, action.tier, error)
+            failed = error
+        state.info.pop("model_call", None)
+        # A failed call that the server answered is charged; the fallback fits in what is left.
+        state.spent += failed.cost
+        try:
+            cost, new, supporting, note = self._reason_embedded(state, action, EMBEDDED_TIER)
+        finally:
+            state.spent -= failed.cost
+        call = state.info.setdefault("model_call", {})
+        call["error"] = str(failed)
+        charged = f" ({failed.cost:.0f} charged for the failed call)" if failed.cost else ""
+        return cost + failed.cost, new, supporting, f"{action.tier} tier failed{charged}, embedded fallback: {note}"
+
+    def _reason_embedded(self, state: EpisodeState, action: Action, tier: Tier) -> tuple[float, int, int, str]:
         question_tokens = state.info.get("question_tokens") or count_tokens([state.question])[0]
         state.info["question_tokens"] = question_tokens
         # Reserve: the question, the output, and as much evidence as the rest allows.
@@ -314,6 +361,7 @@ class Solver:
             logger.info("reasoner reported %.0f tokens of cost for %s, over the %.0f reserved; charging the reservation", cost, operation, reservation)
             note += f"; charged the reservation {reservation:.0f} (reported {cost:.0f})"
             cost = reservation
+        state.info["model_call"] = {"tier": tier.name, "tokens_in": result.tokens_in, "tokens_out": result.tokens_out}
         return float(min(cost, state.remaining)), 0, supporting, note
 
     def _merge_candidates(self, state: EpisodeState, new: list[Candidate], *, replace: bool = False) -> None:

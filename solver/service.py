@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from controller.monitors import monitor
 from controller.policies import make_policy
 from indexer.embedding import Embedder
 from indexer.store import Snapshot
 from solver.episode import EpisodeResult, Solver
-from solver.state import StepRecord
+from solver.state import EMBEDDED_TIER, StepRecord
 from solver.tools import Toolbox
 from solver.traces import TraceStore
 
@@ -24,18 +25,31 @@ class Ponder:
     """Answer questions over the index at ``db``, pinned to one index version.
 
     The snapshot, models and graph load once; each :meth:`ask` is one episode. Traces go
-    to the same database unless ``record`` is false.
+    to the same database unless ``record`` is false. Model tiers come from ``config``
+    (a TOML file with ``[tiers.small]`` and ``[tiers.large]``), else from the file named
+    by ``PONDER_CONFIG`` and the ``PONDER_TIER_*`` variables; see docs/models.md.
     """
 
-    def __init__(self, db: str, *, version: int | None = None, record: bool = True) -> None:
+    def __init__(
+        self, db: str, *, version: int | None = None, record: bool = True, config: str | Path | None = None
+    ) -> None:
         from solver.reasoner import EmbeddedReasoner
+        from solver.tier_config import load_tier_configs
 
+        tier_configs = load_tier_configs(config)  # checked first, so a bad file fails fast
         self.db = db
         self.snapshot = Snapshot.open(db, version=version)
         self.embedder = Embedder()
         self.toolbox = Toolbox(self.snapshot, self.embedder)
         self.reasoner = EmbeddedReasoner(embedder=self.embedder)
-        self.solver = Solver(self.toolbox, self.reasoner, monitor)
+        self.models = _build_models(tier_configs, self.reasoner)
+        if self.models:
+            from controller.routing import TierRouter
+
+            tiers = {EMBEDDED_TIER.name: EMBEDDED_TIER, **{name: model.tier for name, model in self.models.items()}}
+            self.solver = Solver(self.toolbox, self.reasoner, monitor, tiers=tiers, models=self.models, router=TierRouter(tiers))
+        else:
+            self.solver = Solver(self.toolbox, self.reasoner, monitor)
         self.traces = TraceStore(db) if record else None
 
     @property
@@ -77,3 +91,17 @@ class Ponder:
     def close(self) -> None:
         if self.traces is not None:
             self.traces.flush()
+        for model in self.models.values():
+            model.close()
+
+
+def _build_models(configs: dict, verifier) -> dict:
+    """Build one chat-endpoint reasoner per configured tier."""
+    from solver.chat_client import ChatClient
+    from solver.model_reasoner import ModelReasoner
+
+    models = {}
+    for name, config in configs.items():
+        models[name] = ModelReasoner(config.to_tier(), ChatClient(config), verifier)
+        logger.info("model tier %s: %s at %s", name, config.model, config.base_url)
+    return models

@@ -35,6 +35,7 @@ class Tier:
     price_out: float = 1.0
     reasoning: bool = False  # trained to reason: only then are extra reasoning tokens granted
     context_tokens: int = 4_096
+    reasoning_tokens: int = 0  # extra output tokens for thinking, granted on a reasoning tier only
 
     def cost(self, tokens_in: int, tokens_out: int) -> float:
         return tokens_in * self.price_in + tokens_out * self.price_out
@@ -91,6 +92,10 @@ class StepRecord:
     confidence_after: float = 0.0
     top_answer: str = ""
     note: str = ""  # what happened, such as "budget too small: 3 of 5 chunks kept"
+    tier_used: str = ""  # tier whose output a reason step kept: the requested one, or embedded after a failure
+    tokens_in: int = 0  # input tokens of a reason step, as its model reported them
+    tokens_out: int = 0  # output tokens of a reason step, as its model reported them
+    error: str = ""  # why the requested model tier failed, when the step fell back
 
     @property
     def confidence_delta(self) -> float:

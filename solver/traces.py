@@ -75,6 +75,10 @@ STEPS = pa.schema(
         ("top_answer", pa.string()),
         ("note", pa.string()),
         ("features", FEATURES),
+        ("tier_used", pa.string()),
+        ("tokens_in", pa.int64()),
+        ("tokens_out", pa.int64()),
+        ("error", pa.string()),
     ]
 )
 
@@ -95,6 +99,8 @@ class TraceStore:
         for name, schema in (("episodes", EPISODES), ("steps", STEPS)):
             if name not in existing:
                 self.store.db.create_table(name, schema=schema)
+            else:
+                _add_missing_columns(self.store.open(name), schema)
 
     def record(self, result: EpisodeResult, *, gold: list[str] | None = None, user: str | None = None) -> None:
         """Buffer one episode; with ``gold`` answers its outcome is scored now."""
@@ -150,6 +156,10 @@ class TraceStore:
                     "top_answer": step.top_answer,
                     "note": step.note,
                     "features": {name: float(step.features.get(name, 0.0)) for name in FEATURE_NAMES},
+                    "tier_used": step.tier_used,
+                    "tokens_in": step.tokens_in,
+                    "tokens_out": step.tokens_out,
+                    "error": step.error,
                 }
             )
         if len(self._episodes) >= self.flush_every:
@@ -204,6 +214,15 @@ class TraceStore:
         else:
             frame.write_parquet(out)
         return frame.height
+
+
+def _add_missing_columns(table, schema: pa.Schema) -> None:
+    """Add the columns of ``schema`` that a table written by an older version lacks, as nulls."""
+    present = set(table.schema.names)
+    missing = [column for column in schema if column.name not in present]
+    if missing:
+        table.add_columns(missing)
+        logger.info("added columns %s to the %s table", [column.name for column in missing], table.name)
 
 
 def _user() -> str:
