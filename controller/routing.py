@@ -20,8 +20,8 @@ _PREFERENCES = {
     **{operation: ("small",) for operation in FILTERING_OPERATIONS},
     **{operation: ("large", "small") for operation in SYNTHESIS_OPERATIONS},
 }
-# Estimated prompt tokens of a step with its instructions and a little evidence; a tier
-# whose price for this and the answer exceeds the budget left is not chosen.
+# Estimated prompt tokens of a step with its instructions and a little evidence. A tier
+# is not chosen when this prompt and a short answer cost more than the budget left.
 MIN_PROMPT_TOKENS = 400
 MIN_ANSWER_TOKENS = 64
 

@@ -254,7 +254,7 @@ app.add_typer(traces_app, name="traces")
 BUDGET_OPTION = typer.Option(4000, "--budget", help="Most tokens an episode may spend (see docs/solver.md for the unit).")
 POLICY_OPTION = typer.Option("adaptive", "--policy", help="Controller policy: fixed or adaptive.")
 TIERS_OPTION = typer.Option(
-    None, "--config", help="TOML file with [tiers.small] and [tiers.large] model tiers (default: PONDER_CONFIG); see docs/models.md."
+    None, "--config", help="TOML file whose tiers.small and tiers.large tables set the model tiers (default: PONDER_CONFIG); see docs/models.md."
 )
 
 

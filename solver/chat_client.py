@@ -12,7 +12,7 @@ Errors, one class per failure mode::
 
 Timeouts, connection errors, 429 and 5xx are retried ``retries`` times with exponential
 backoff and jitter; a 429 waits for its ``Retry-After`` instead. A rejected request or a
-malformed reply is not retried, because sending it again gets the same answer.
+malformed reply is not retried, because sending it again gets the same result.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from solver.tier_config import TierConfig
 
 logger = logging.getLogger("ponder.models")
 
-# Longest Retry-After the client waits for; a longer one ends the call at once.
+# Maximum Retry-After the client waits for. A longer one ends the call at once.
 MAX_RETRY_AFTER_S = 60.0
-# Longest backoff between two attempts, before jitter.
+# Maximum backoff between two attempts, before jitter.
 MAX_BACKOFF_S = 20.0
 
 
@@ -200,10 +200,12 @@ def parse_reply(response: httpx.Response, tier: str) -> ChatReply:
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise MalformedReply(f"{tier} tier: reply has no choices")
+
     message = choices[0].get("message")
     content = message.get("content") if isinstance(message, dict) else None
     if not isinstance(content, str):
         raise MalformedReply(f"{tier} tier: reply's first choice has no message content")
+
     usage = data.get("usage")
     if not isinstance(usage, dict):
         raise MalformedReply(f"{tier} tier: reply has no usage, so its cost cannot be charged; enable usage reporting on the server")

@@ -269,7 +269,7 @@ class Solver:
             logger.warning("%s on the %s tier failed, falling back to the embedded tier: %s", action.name, action.tier, error)
             failed = error
         state.info.pop("model_call", None)
-        # A failed call that the server answered is charged; the fallback fits in what is left.
+        # A failed call whose reply reported usage is charged, and the fallback fits in what is left.
         state.spent += failed.cost
         try:
             cost, new, supporting, note = self._reason_embedded(state, action, EMBEDDED_TIER)

@@ -2,7 +2,7 @@
 
 Each step sends one chat completion. The evidence goes in the user message as one JSON
 object per line, ids ``E1``, ``E2`` ..., inside a block fenced by a random marker that no
-document can contain, and the system message says that the block is data, never
+document can contain, and the system message states that the block is data, never
 instructions. The model must reply with one JSON object of a fixed shape per operation;
 anything else is a malformed output and the step falls back to the embedded reasoner.
 
@@ -101,7 +101,7 @@ class ModelStepError(RuntimeError):
 
 
 class MalformedOutput(ValueError):
-    """The model's message is not the JSON object its operation asks for."""
+    """The model's message is not the JSON object its operation expects."""
 
 
 @dataclass

@@ -14,7 +14,7 @@ variables win over the file. Example::
     context_tokens = 8192
     timeout_s = 30.0
     retries = 2
-    api_key_env = "OPENAI_API_KEY" # optional: the variable that holds the API key
+    api_key_env = "OPENAI_API_KEY" # optional: the variable that contains the API key
 
 The API key itself never goes in the file; it is read from the variable named by
 ``api_key_env`` and kept out of ``repr`` and :meth:`TierConfig.to_dict`.
@@ -181,12 +181,14 @@ def _build(name: str, values: dict[str, Any], source: str, environ: Mapping[str,
             variable = f"{ENV_PREFIX}{name.upper()}_{key.upper()}"
             message = f"{prefix}.{key} is missing in {source}; set it in [{prefix}] or in {variable}"
             raise ConfigError(message)
+
     for key, value in values.items():
         values[key] = _check_type(f"{prefix}.{key}", value, _FIELD_TYPES[key])
     if values.get("reasoning") and "reasoning_tokens" not in values:
         values["reasoning_tokens"] = DEFAULT_REASONING_TOKENS
     config = TierConfig(name=name, **values)
     _validate(config, prefix)
+
     api_key = ""
     if config.api_key_env:
         if not _ENV_NAME.match(config.api_key_env):

@@ -2,7 +2,7 @@
 
 Run ``python -m tests.fake_openai --port 0``; it prints ``listening on URL`` once ready.
 ``POST /v1/chat/completions`` reads the task, the question and the evidence block of a
-Ponder prompt and replies with the JSON object the task asks for: the evidence sentence
+Ponder prompt and replies with the JSON object the task requests: the evidence sentence
 that shares the most words with the question supplies the answer span (its longest
 capitalised phrase that the question does not contain) and its evidence id. Usage is
 reported as 1.3 tokens per whitespace-separated word.
@@ -90,7 +90,7 @@ def _span(question: str, sentence: str) -> str:
 
 
 def answer(task: str, question: str, evidence: list[dict], candidate: str) -> dict:
-    """Return the JSON object a Ponder task asks for, computed from the evidence."""
+    """Return the JSON object a Ponder task requests, computed from the evidence."""
     if task == "decompose":
         return {"sub_questions": [question]}
     evidence_id, sentence = _best_sentence(question, evidence)
