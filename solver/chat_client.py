@@ -11,7 +11,8 @@ Errors, one class per failure mode::
     └── MalformedReply       a 2xx reply that is not JSON, or lacks choices or usage
 
 Timeouts, connection errors, 429 and 5xx are retried ``retries`` times with exponential
-backoff and jitter; a 429 waits for its ``Retry-After`` instead. A rejected request or a
+backoff and jitter. A 429 or 5xx reply with a ``Retry-After`` header waits for that
+instead. A rejected request or a
 malformed reply is not retried, because sending it again gets the same result.
 """
 
@@ -39,13 +40,18 @@ MAX_BACKOFF_S = 20.0
 
 
 class ChatError(RuntimeError):
-    """A chat completion that failed; ``attempts`` counts the requests sent."""
+    """A chat completion that failed.
+
+    ``attempts`` counts the requests sent, and ``retry_after`` is the delay in seconds
+    that a 429 or 5xx reply requested in its Retry-After header, if any.
+    """
 
     kind = "error"
 
-    def __init__(self, message: str, *, attempts: int = 1) -> None:
+    def __init__(self, message: str, *, attempts: int = 1, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.attempts = attempts
+        self.retry_after = retry_after
 
 
 class ChatTimeout(ChatError):
@@ -58,10 +64,6 @@ class ChatConnectError(ChatError):
 
 class ChatRateLimited(ChatError):
     kind = "rate_limited"
-
-    def __init__(self, message: str, *, attempts: int = 1, retry_after: float | None = None) -> None:
-        super().__init__(message, attempts=attempts)
-        self.retry_after = retry_after
 
 
 class ChatServerError(ChatError):
@@ -154,7 +156,7 @@ class ChatClient:
         self._http.close()
 
     def _wait_before_retry(self, error: ChatError, attempt: int) -> float:
-        if isinstance(error, ChatRateLimited) and error.retry_after is not None:
+        if error.retry_after is not None:
             return error.retry_after
         # Exponential backoff with equal jitter: half fixed, half random, so that
         # clients that failed together do not retry together.
@@ -172,17 +174,20 @@ class ChatClient:
             message = f"{name} tier: cannot reach {self.url}: {type(error).__name__}: {error}"
             raise ChatConnectError(message) from None
         status = response.status_code
-        if status == 429:
+        retry_after = None
+        if status == 429 or status >= 500:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if retry_after is not None and retry_after > MAX_RETRY_AFTER_S:
                 message = (
-                    f"{name} tier: rate limited (429) and asked to retry after {retry_after:.0f} s, "
+                    f"{name} tier: server replied {status} and asked to retry after {retry_after:.0f} s, "
                     f"beyond the {MAX_RETRY_AFTER_S:.0f} s the client waits"
                 )
                 raise ChatError(message)
+        if status == 429:
             raise ChatRateLimited(f"{name} tier: rate limited (429)", retry_after=retry_after)
         if status >= 500:
-            raise ChatServerError(f"{name} tier: server error {status}: {_snippet(response.text)}")
+            message = f"{name} tier: server error {status}: {_snippet(response.text)}"
+            raise ChatServerError(message, retry_after=retry_after)
         if status >= 400:
             message = f"{name} tier: request rejected with {status}: {_snippet(response.text)}"
             raise ChatRejected(message)
@@ -225,7 +230,7 @@ def parse_reply(response: httpx.Response, tier: str) -> ChatReply:
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Return the seconds a Retry-After header asks for: delta-seconds or an HTTP date."""
+    """Return the delay in seconds that a Retry-After header requests: delta-seconds or an HTTP date."""
     if not value:
         return None
     value = value.strip()

@@ -13,6 +13,9 @@ Suffixes on the requested model name change the behaviour, e.g. ``small+slow``:
 - ``malformed``: reply 200 with a body that is not JSON.
 - ``nochoices`` / ``nousage``: a JSON reply without ``choices`` / without ``usage``.
 - ``429``: every odd-numbered request gets 429 with ``Retry-After: 1``.
+- ``busy``: every request gets 429 with ``Retry-After: 0``.
+- ``flaky``: every odd-numbered request gets 503 without Retry-After.
+- ``down``: every request gets 503.
 - ``overreport``: report 100 times the usage.
 - ``obedient``: when an evidence passage says to ignore previous instructions, reply
   with that passage's text as plain text, as a model that follows it would.
@@ -155,6 +158,12 @@ def make_handler(state: FakeState):
                 time.sleep(5.0)
             if "429" in modes and number % 2 == 1:
                 self._send(429, b'{"error": "rate limited"}', {"Retry-After": "1"})
+                return
+            if "busy" in modes:
+                self._send(429, b'{"error": "rate limited"}', {"Retry-After": "0"})
+                return
+            if "down" in modes or ("flaky" in modes and number % 2 == 1):
+                self._send(503, b'{"error": "model is loading"}')
                 return
             if "malformed" in modes:
                 self._send(200, b"<html>upstream proxy error</html>")

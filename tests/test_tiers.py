@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -298,6 +299,47 @@ def test_client_waits_retry_after_on_429(fake_server, tmp_path):
     assert len(fake_server.requests("limited")) == 2
 
 
+def test_client_backs_off_on_5xx(fake_server, tmp_path):
+    small = {"model": "flaky+flaky", "backoff_s": 0.2}
+    configs = load_tier_configs(write_config(tmp_path / "t.toml", fake_server.url, small=small), environ={})
+    client = ChatClient(configs["small"])
+
+    reply = client.complete([{"role": "user", "content": "TASK: decompose\nQUESTION: Who?"}], max_tokens=32)
+    client.close()
+
+    assert reply.attempts == 2
+    assert len(reply.waits) == 1
+    assert 0.1 <= reply.waits[0] <= 0.2
+    assert len(fake_server.requests("flaky")) == 2
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [("down", "server error 503"), ("busy", r"rate limited \(429\)")],
+)
+def test_retries_exhausted_falls_back(fake_server, index_db, tmp_path, mode, message):
+    config = write_config(
+        tmp_path / "tiers.toml",
+        fake_server.url,
+        small={"model": f"{mode}-small+{mode}", "retries": 2},
+        large={"model": f"{mode}-large+{mode}", "retries": 2},
+    )
+    ponder = open_ponder(index_db, config)
+
+    result = ponder.ask(BRIDGE, policy="adaptive", budget=4000)
+    ponder.close()
+
+    reason_steps = [step for step in result.steps if step.action.kind == REASON]
+    assert result.answer
+    assert reason_steps
+    for step in reason_steps:
+        assert re.search(message, step.error), step.error
+        assert "gave up after 3 attempts" in step.error
+        assert step.tier_used == "embedded"
+    requests = fake_server.requests(f"{mode}-small") + fake_server.requests(f"{mode}-large")
+    assert len(requests) == 3 * len(reason_steps)
+
+
 @pytest.mark.parametrize(
     ("mode", "message"),
     [("malformed", "reply is not JSON"), ("nochoices", "reply has no choices"), ("nousage", "reply has no usage")],
@@ -459,6 +501,25 @@ def test_config_environment_overrides_file(tmp_path):
     assert configs["large"].price_out == 6.0
     assert configs["large"].api_key == SECRET
     assert load_tier_configs(environ={}) == {}
+
+
+def test_cli_ask_json_shows_tiers(fake_server, index_db, tmp_path):
+    from jobs.cli import app
+
+    config = write_config(tmp_path / "tiers.toml", fake_server.url, small={"model": "cli-small"}, large={"model": "cli-large"})
+
+    result = CliRunner().invoke(app, ["ask", BRIDGE, "--db", index_db, "--config", str(config), "--json", "--budget", "3000"])
+
+    episode = json.loads(result.output)
+    reason_steps = [step for step in episode["steps"] if step["action"].startswith("reason:")]
+    assert result.exit_code == 0
+    assert reason_steps
+    for step in reason_steps:
+        operation = step["action"].split(":")[1]
+        assert step["arguments"]["tier"] == expected_tier(operation)
+        assert step["tier_used"] == expected_tier(operation)
+        assert step["error"] == ""
+    assert any(step["tokens_in"] > 0 for step in reason_steps)
 
 
 def test_cli_ask_rejects_bad_config(tmp_path):
