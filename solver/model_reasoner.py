@@ -312,7 +312,7 @@ def build_prompt(
     head = f"TASK: {operation}\n{task}\nREPLY FORMAT: {reply_format}\nQUESTION: {question}\n"
     extra_lines = [json.dumps({"candidate": candidate}, ensure_ascii=False)] if candidate else []
     lines = [_evidence_line(f"E{number}", item) for number, item in enumerate(evidence, start=1)]
-    counts = count_tokens([system, head, *extra_lines, *lines]) if lines or extra_lines else count_tokens([system, head])
+    counts = count_tokens([system, head, *extra_lines, *lines])
     fixed = sum(counts[: 2 + len(extra_lines)]) + 2 * len(marker)
     line_tokens = counts[2 + len(extra_lines):]
 
