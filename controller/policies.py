@@ -158,3 +158,7 @@ class AdaptivePolicy:
 
 def _switch_order(current: str) -> list[str]:
     return {"chunks": ["graph", "table"], "graph": ["chunks", "table"], "table": ["chunks", "graph"]}[current]
+
+
+# Registers the "learned" policy; imported last because it imports ``register`` from here.
+from controller import learned as _learned  # noqa: E402, F401

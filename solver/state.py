@@ -77,6 +77,28 @@ class Action:
 
 
 @dataclass
+class ProbeRecord:
+    """A counterfactual step: an action not taken, run on a copy of the state before a step.
+
+    Nothing here was charged to the episode. ``cost`` is what the action (and, after a
+    retrieval, the reading step that follows it) would have cost.
+    """
+
+    action: Action
+    cost: float
+    new_evidence: int
+    confidence_before: float
+    confidence_after: float
+    answer: str  # the top candidate after the probe, empty when there is none
+    answer_changed: bool  # the top candidate differs from the one before the step
+    note: str = ""
+
+    @property
+    def confidence_delta(self) -> float:
+        return self.confidence_after - self.confidence_before
+
+
+@dataclass
 class StepRecord:
     """The record of one step, as stored in the trace."""
 
@@ -91,6 +113,7 @@ class StepRecord:
     confidence_after: float = 0.0
     top_answer: str = ""
     note: str = ""  # what happened, such as "budget too small: 3 of 5 chunks kept"
+    probe: ProbeRecord | None = None  # an action not taken, run on a copy of the state
 
     @property
     def confidence_delta(self) -> float:

@@ -75,8 +75,19 @@ STEPS = pa.schema(
         ("top_answer", pa.string()),
         ("note", pa.string()),
         ("features", FEATURES),
+        # Counterfactual probe of the step (solver/probes.py); null when the step has none.
+        ("probe_action", pa.string()),
+        ("probe_arguments_json", pa.string()),
+        ("probe_cost", pa.float64()),
+        ("probe_new_evidence", pa.int32()),
+        ("probe_confidence_delta", pa.float64()),
+        ("probe_answer", pa.string()),
+        ("probe_answer_changed", pa.bool_()),
+        ("probe_f1", pa.float64()),
     ]
 )
+
+PROBE_COLUMNS = [field for field in STEPS if field.name.startswith("probe_")]
 
 
 class TraceError(ValueError):
@@ -95,6 +106,7 @@ class TraceStore:
         for name, schema in (("episodes", EPISODES), ("steps", STEPS)):
             if name not in existing:
                 self.store.db.create_table(name, schema=schema)
+        _add_missing_columns(self.store.open("steps"), PROBE_COLUMNS)
 
     def record(self, result: EpisodeResult, *, gold: list[str] | None = None, user: str | None = None) -> None:
         """Buffer one episode; with ``gold`` answers its outcome is scored now."""
@@ -150,6 +162,7 @@ class TraceStore:
                     "top_answer": step.top_answer,
                     "note": step.note,
                     "features": {name: float(step.features.get(name, 0.0)) for name in FEATURE_NAMES},
+                    **_probe_columns(step, gold),
                 }
             )
         if len(self._episodes) >= self.flush_every:
@@ -182,7 +195,7 @@ class TraceStore:
         steps = pl.from_arrow(self.store.open("steps").to_arrow())
         episodes = pl.from_arrow(self.store.open("episodes").to_arrow()).select(
             "episode_id", "question", "policy", "budget", "groups", "user", "answer", "outcome", "outcome_source",
-            "exact_match", "f1", "cost", "abstained",
+            "exact_match", "f1", "cost", "abstained", "gold_answers_json",
         ).rename({"cost": "episode_cost", "answer": "final_answer"})
         return steps.join(episodes, on="episode_id", how="left").sort(["episode_id", "step_index"])
 
@@ -211,3 +224,28 @@ def _user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return os.environ.get("USER", "unknown")
+
+
+def _probe_columns(step, gold: list[str] | None) -> dict[str, Any]:
+    probe = step.probe
+    if probe is None:
+        return {field.name: None for field in PROBE_COLUMNS}
+    return {
+        "probe_action": probe.action.label,
+        "probe_arguments_json": json.dumps(probe.action.arguments(), ensure_ascii=False),
+        "probe_cost": probe.cost,
+        "probe_new_evidence": probe.new_evidence,
+        "probe_confidence_delta": probe.confidence_delta,
+        "probe_answer": probe.answer,
+        "probe_answer_changed": probe.answer_changed,
+        "probe_f1": token_f1(probe.answer or None, gold) if gold else None,
+    }
+
+
+def _add_missing_columns(table, columns: list[pa.Field]) -> None:
+    """Add null-filled ``columns`` to a table written before they existed."""
+    present = set(table.schema.names)
+    missing = [field for field in columns if field.name not in present]
+    if missing:
+        logger.info("adding columns %s to the %s table", [field.name for field in missing], table.name)
+        table.add_columns(missing)
