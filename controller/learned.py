@@ -42,7 +42,7 @@ MODEL_FEATURES = (*FEATURE_NAMES, *CONTEXT_FEATURES)
 # constant probability instead of a regression.
 MIN_ROWS = 20
 # Used when the traces hold no cost for a retrieval kind: the query charge plus five
-# results of about 80 tokens. NOTE: an estimate; trained models carry measured medians.
+# results of about 80 tokens. NOTE: this is an estimate. Trained models carry measured medians.
 DEFAULT_RETRIEVAL_COST = RETRIEVAL_OVERHEAD_TOKENS + 400.0
 
 
@@ -59,7 +59,7 @@ class ActionModel:
     positive: int
     cost: float  # median tokens charged for this kind of action in the traces
     intercept: float
-    mean: np.ndarray | None = None  # standardisation; None for a constant model
+    mean: np.ndarray | None = None  # feature means and scales for standardisation, None when constant
     scale: np.ndarray | None = None
     coef: np.ndarray | None = None
 
@@ -246,9 +246,10 @@ class LearnedPolicy:
 
     Actions whose probability is below ``min_probability`` are not worth their cost; by
     default that bar is the model's base rate, so an action is taken only when it is
-    likelier to help than the average step in the training traces. When no action clears
-    the bar the episode stops, abstaining when it has no answer or its confidence is below
-    ``abstain_confidence``.
+    likelier to help than the average step in the training traces. While the episode has
+    no candidate answer the bar is 0, because stopping then abstains for certain. When no
+    action clears the bar the episode stops, abstaining when it has no answer or its
+    confidence is below ``abstain_confidence``.
     """
 
     controller: str | Path | None = None
@@ -287,7 +288,8 @@ class LearnedPolicy:
         return scored
 
     def choose(self, state: EpisodeState) -> Action:
-        worthwhile = [item for item in self.score(state) if item[1] >= self.threshold]
+        threshold = self.threshold if state.top is not None else 0.0
+        worthwhile = [item for item in self.score(state) if item[1] > 0.0 and item[1] >= threshold]
         if worthwhile:
             action, _, _ = max(worthwhile, key=lambda item: item[1] / max(item[2], 1.0))
             if action.query and action.query in state.open_hops:

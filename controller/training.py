@@ -243,7 +243,7 @@ def _fit_action(key, matrix, labels, groups, costs, *, seed, min_rows, regulariz
     summary.update(model="logistic", **_cross_validate(make, matrix, labels, groups, seed))
     pipeline = make().fit(matrix, labels)
     scaler, regression = pipeline[0], pipeline[1]
-    # A feature constant in the training rows has scale 0; StandardScaler leaves it at 1.
+    # StandardScaler gives a feature that is constant in the training rows a scale of 1, so no scale is 0.
     model = ActionModel(
         key, int(labels.size), positive, cost,
         intercept=float(regression.intercept_[0]),

@@ -259,7 +259,7 @@ CONTROLLER_OPTION = typer.Option(
 
 
 def _policy_options(policy: str, controller: Path | None) -> dict:
-    """Check --controller against --policy; returns the options for make_policy."""
+    """Check --controller against --policy and return the options for make_policy."""
     from controller.learned import ControllerError, load_controller
 
     if controller is not None and policy != "learned":
@@ -476,7 +476,7 @@ app.add_typer(controller_app, name="controller")
 def controller_train(
     traces: list[Path] = typer.Argument(..., help="Trace files written by ponder traces export (.jsonl or .parquet)."),
     out: Path = typer.Option(..., "--out", help="Controller model file to write (JSON)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for the cross-validation folds and the solver."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the cross-validation folds and the regression."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Train a controller on step traces; use it with --policy learned --controller MODEL.

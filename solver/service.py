@@ -58,7 +58,7 @@ class Ponder:
         """Run one episode and record its trace.
 
         ``probe_rate`` is the share of steps that also run a counterfactual probe
-        (solver/probes.py); probes are off by default and never change the answer or cost.
+        (solver/probes.py). Probes are off by default and do not change the answer or cost.
         """
         from solver.search import clean_query
 

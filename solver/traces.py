@@ -75,7 +75,7 @@ STEPS = pa.schema(
         ("top_answer", pa.string()),
         ("note", pa.string()),
         ("features", FEATURES),
-        # Counterfactual probe of the step (solver/probes.py); null when the step has none.
+        # Counterfactual probe of the step (solver/probes.py), null when the step has none.
         ("probe_action", pa.string()),
         ("probe_arguments_json", pa.string()),
         ("probe_cost", pa.float64()),

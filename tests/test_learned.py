@@ -216,6 +216,49 @@ def test_trace_file_errors(tmp_path):
         fit_controller(labelled_rows(pl.DataFrame([synthetic_step("b", 0, "retrieve:chunks", {n: 0.0 for n in FEATURE_NAMES}, outcome="", gold_answers_json="[]")])))
 
 
+def test_cli_train_and_option_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    runner = CliRunner()
+    traces = rule_traces(tmp_path / "steps.jsonl", episodes=200)
+    model = tmp_path / "controller.json"
+
+    trained = runner.invoke(app, ["controller", "train", str(traces), "--out", str(model), "--seed", "3", "--json"])
+    without_model = runner.invoke(app, ["ask", "Who directed Kiss and Tell?", "--policy", "learned", "--db", str(tmp_path / "none")])
+    missing_model = runner.invoke(app, ["ask", "Who?", "--policy", "learned", "--controller", str(tmp_path / "none.json")])
+    wrong_policy = runner.invoke(app, ["ask", "Who?", "--policy", "adaptive", "--controller", str(model)])
+
+    assert trained.exit_code == 0
+    assert json.loads(trained.output)["rows"] == 200
+    assert load_controller(model).seed == 3
+    assert without_model.exit_code == 1
+    assert "--policy learned needs --controller MODEL" in without_model.output
+    assert missing_model.exit_code == 1
+    assert "controller model not found" in missing_model.output
+    assert wrong_policy.exit_code == 1
+    assert "only with --policy learned" in wrong_policy.output
+
+
+def test_trace_store_adds_probe_columns(tmp_path):
+    import lancedb
+    import pyarrow as pa
+
+    from solver.traces import EPISODES, PROBE_COLUMNS, STEPS, TraceStore
+
+    older = pa.schema([field for field in STEPS if field not in PROBE_COLUMNS])
+    db = lancedb.connect(str(tmp_path / "db"))
+    db.create_table("steps", schema=older)
+    db.create_table("episodes", schema=EPISODES)
+
+    TraceStore(str(tmp_path / "db"))
+
+    columns = lancedb.connect(str(tmp_path / "db")).open_table("steps").schema.names
+    for field in PROBE_COLUMNS:
+        assert field.name in columns
+
+
 # -- real episodes on the indexed sample ----------------------------------------------------
 
 
@@ -257,7 +300,7 @@ def test_probes_leave_episode_unchanged(ponder, tmp_path):
 
 
 def test_learned_policy_on_sample(ponder, tmp_path):
-    for record in sample_questions(6):
+    for record in sample_questions(4):
         for policy in ("adaptive", "fixed"):
             ponder.ask(record["question"], policy=policy, budget=3000, gold=record["answers"], probe_rate=0.5, probe_seed=1)
     ponder.traces.flush()
