@@ -158,3 +158,8 @@ class AdaptivePolicy:
 
 def _switch_order(current: str) -> list[str]:
     return {"chunks": ["graph", "table"], "graph": ["chunks", "table"], "table": ["chunks", "graph"]}[current]
+
+
+# Importing controller.learned registers the "learned" policy. The import comes last
+# because that module imports ``register`` from this one.
+from controller import learned as _learned  # noqa: E402, F401

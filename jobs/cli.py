@@ -252,10 +252,30 @@ traces_app = typer.Typer(no_args_is_help=True, help="Export step traces for trai
 app.add_typer(traces_app, name="traces")
 
 BUDGET_OPTION = typer.Option(4000, "--budget", help="Most tokens an episode may spend (see docs/solver.md for the unit).")
-POLICY_OPTION = typer.Option("adaptive", "--policy", help="Controller policy: fixed or adaptive.")
+POLICY_OPTION = typer.Option("adaptive", "--policy", help="Controller policy: fixed, adaptive or learned.")
 TIERS_OPTION = typer.Option(
     None, "--config", help="TOML file whose tiers.small and tiers.large tables set the model tiers (default: PONDER_CONFIG); see docs/models.md."
 )
+CONTROLLER_OPTION = typer.Option(
+    None, "--controller", help="Controller model file for --policy learned, written by ponder controller train."
+)
+
+
+def _policy_options(policy: str, controller: Path | None) -> dict:
+    """Check --controller against --policy and return the options for make_policy."""
+    from controller.learned import ControllerError, load_controller
+
+    if controller is not None and policy != "learned":
+        _fail(f"--controller is used only with --policy learned, not --policy {policy}")
+    if policy != "learned":
+        return {}
+    if controller is None:
+        _fail("--policy learned needs --controller MODEL; train one with: ponder controller train TRACES --out MODEL")
+    try:
+        load_controller(controller)
+    except ControllerError as error:
+        _fail(str(error))
+    return {"controller": str(controller)}
 
 
 def _print_episode(result, *, show_steps: bool = True) -> None:
@@ -302,14 +322,16 @@ def ask(
     groups: str = GROUPS_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the episode as JSON."),
     config_file: Path = TIERS_OPTION,
+    controller: Path = CONTROLLER_OPTION,
 ) -> None:
     """Answer a question, with citations and the step trace.
 
     Example: ponder ask "What government position was held by the woman who portrayed Corliss Archer in the film Kiss and Tell?"
     """
+    options = _policy_options(policy, controller)
     try:
         ponder = _open_ponder(db, config_file)
-        result = ponder.ask(question, policy=policy, budget=budget, groups=_groups(groups))
+        result = ponder.ask(question, policy=policy, budget=budget, groups=_groups(groups), policy_options=options)
         ponder.close()
     except (*_known_errors(), ValueError) as error:
         _fail(str(error))
@@ -326,10 +348,12 @@ def shell(
     policy: str = POLICY_OPTION,
     groups: str = GROUPS_OPTION,
     config_file: Path = TIERS_OPTION,
+    controller: Path = CONTROLLER_OPTION,
 ) -> None:
     """Ask questions interactively; each step prints as it happens. Ctrl-D quits."""
     from solver.episode import step_to_dict
 
+    options = _policy_options(policy, controller)
     try:
         ponder = _open_ponder(db, config_file)
     except _known_errors() as error:
@@ -356,7 +380,7 @@ def shell(
         if not question:
             continue
         try:
-            result = ponder.ask(question, policy=policy, budget=budget, groups=caller, on_step=show)
+            result = ponder.ask(question, policy=policy, budget=budget, groups=caller, on_step=show, policy_options=options)
         except (*_known_errors(), ValueError) as error:
             error_console.print(f"[bold red]error:[/] {error}", highlight=False)
             continue
@@ -374,18 +398,28 @@ def evaluate(
     out: Path = typer.Option(None, "--out", help="Write the full results (every question) as JSON here."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     config_file: Path = TIERS_OPTION,
+    controller: Path = CONTROLLER_OPTION,
+    probe_rate: float = typer.Option(
+        0.0, "--probe-rate", min=0.0, max=1.0,
+        help="Share of steps that also run one action not taken on a copy of the state, recorded in the traces for training; costs time, not budget.",
+    ),
+    probe_seed: int = typer.Option(0, "--probe-seed", help="Seed that picks which steps are probed and with which action."),
 ) -> None:
     """Score answers and evidence on a QA file against the indexed corpus."""
+    from functools import partial
+
     from rich.progress import Progress
 
     from jobs.eval_job import EvalError, evaluate as run_eval, load_questions
 
+    options = _policy_options(policy, controller)
     try:
         questions = load_questions(data, limit=limit)
         ponder = _open_ponder(db, config_file)
+        ask = partial(ponder.ask, policy_options=options, probe_rate=probe_rate, probe_seed=probe_seed)
         with Progress(console=error_console, transient=True, disable=as_json) as bar:
             task = bar.add_task("questions", total=len(questions))
-            summary = run_eval(ponder.ask, questions, policy=policy, budget=budget, progress=lambda done, total: bar.update(task, completed=done))
+            summary = run_eval(ask, questions, policy=policy, budget=budget, progress=lambda done, total: bar.update(task, completed=done))
         ponder.close()
     except (*_known_errors(), EvalError, ValueError) as error:
         _fail(str(error))
@@ -442,6 +476,50 @@ def traces_export(
         _fail(str(error))
     if out != "-":
         console.print(f"wrote {rows} steps to {out}")
+
+
+controller_app = typer.Typer(no_args_is_help=True, help="Train the learned controller from step traces.")
+app.add_typer(controller_app, name="controller")
+
+
+@controller_app.command("train")
+def controller_train(
+    traces: list[Path] = typer.Argument(..., help="Trace files written by ponder traces export (.jsonl or .parquet)."),
+    out: Path = typer.Option(..., "--out", help="Controller model file to write (JSON)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the cross-validation folds and the regression."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Train a controller on step traces; use it with --policy learned --controller MODEL.
+
+    Example: ponder controller train steps.jsonl --out controller.json
+    """
+    from controller.learned import ControllerError, train_controller
+
+    try:
+        report = train_controller(traces, out, seed=seed)
+    except ControllerError as error:
+        _fail(str(error))
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    balance = report["label_balance"]
+    console.print(
+        f"trained on {report['rows']} rows ({report['step_rows']} steps, {report['probe_rows']} probes) "
+        f"from {report['episodes']} episodes; {report['unlabelled_rows']} steps without an outcome skipped",
+        highlight=False,
+    )
+    console.print(f"labels: {balance['positive']} improved, {balance['negative']} not ({balance['positive_share']:.1%} improved)")
+    table = Table("action", "rows", "probes", "improved", "model", "cv accuracy", "cv ROC AUC", "median cost", "largest weights")
+    for key, row in report["actions"].items():
+        weights = ", ".join(f"{name} {weight:+.2f}" for name, weight in row.get("top_weights", {}).items())
+        table.add_row(
+            key, str(row["rows"]), str(row["probe_rows"]), str(row["positive"]), row["model"],
+            "-" if row["cv_accuracy"] is None else f"{row['cv_accuracy']:.3f}",
+            "-" if row["cv_roc_auc"] is None else f"{row['cv_roc_auc']:.3f}",
+            f"{row['cost_median']:.0f}", weights or f"constant {row.get('probability', 0):.2f}",
+        )
+    console.print(table)
+    console.print(f"wrote {out}")
 
 
 @app.command()

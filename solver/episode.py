@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from indexer.embedding import count_tokens
 from solver.evidence import Candidate, Evidence
+from solver.probes import episode_random, pick_probe, run_probe
 from solver.state import (
     EMBEDDED_TIER,
     REASON,
@@ -25,6 +27,7 @@ from solver.state import (
     STOP,
     Action,
     EpisodeState,
+    ProbeRecord,
     StepRecord,
     Tier,
 )
@@ -120,6 +123,21 @@ def step_to_dict(step: StepRecord) -> dict[str, Any]:
         "tokens_out": step.tokens_out,
         "error": step.error,
         "features": {key: round(value, 4) for key, value in step.features.items()},
+        "probe": probe_to_dict(step.probe) if step.probe is not None else None,
+    }
+
+
+def probe_to_dict(probe: ProbeRecord) -> dict[str, Any]:
+    return {
+        "action": probe.action.label,
+        "arguments": probe.action.arguments(),
+        "cost": round(probe.cost, 2),
+        "new_evidence": probe.new_evidence,
+        "confidence_before": round(probe.confidence_before, 4),
+        "confidence_after": round(probe.confidence_after, 4),
+        "answer": probe.answer,
+        "answer_changed": probe.answer_changed,
+        "note": probe.note,
     }
 
 
@@ -153,9 +171,19 @@ class Solver:
         budget: float = 2_000,
         groups: tuple[str, ...] = ("public",),
         on_step=None,
+        probe_rate: float = 0.0,
+        probe_seed: int = 0,
     ) -> EpisodeResult:
-        """Answer ``question`` within ``budget`` tokens; ``on_step`` sees each step as it ends."""
+        """Answer ``question`` within ``budget`` tokens; ``on_step`` sees each step as it ends.
+
+        With ``probe_rate`` above 0, that share of steps also runs one action the policy
+        did not choose on a copy of the state (see solver/probes.py), free of charge.
+        """
+        if not 0.0 <= probe_rate <= 1.0:
+            message = f"probe rate must be between 0 and 1, got {probe_rate}"
+            raise ValueError(message)
         started = time.perf_counter()
+        probe_random = episode_random(probe_seed, question) if probe_rate > 0 else None
         state = EpisodeState(question=question, budget=float(budget), groups=tuple(sorted(groups)))
         self.toolbox.prepare(state)
         answer_type = self.reasoner.answer_type(question)
@@ -168,12 +196,18 @@ class Solver:
         policy.start(state)
         for index in range(MAX_STEPS):
             features = self.monitor(state)
+            # The copy is taken before the policy chooses, because choosing may change the
+            # state (a policy pops the follow-up query it is about to run).
+            probing = probe_random is not None and probe_random.random() < probe_rate
+            copy = deepcopy(state) if probing else None
             action = policy.choose(state)
             if self.router is not None:
                 action = self.router(action, state)
             if action.kind == STOP:
                 break
+            probe = self._probe(copy, action, features, index, probe_random) if copy is not None else None
             step = self._run(state, action, features, index)
+            step.probe = probe
             state.steps.append(step)
             if on_step is not None:
                 on_step(step)
@@ -184,6 +218,12 @@ class Solver:
         return result
 
     # -- running one action ------------------------------------------------------------
+
+    def _probe(self, copy: EpisodeState, chosen: Action, features: dict[str, float], index: int, rng) -> ProbeRecord | None:
+        probe_action = pick_probe(copy, chosen, rng)
+        if probe_action is None:
+            return None
+        return run_probe(self, copy, probe_action, features, index)
 
     def _run(self, state: EpisodeState, action: Action, features: dict[str, float], index: int) -> StepRecord:
         before = state.confidence

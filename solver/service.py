@@ -66,8 +66,14 @@ class Ponder:
         gold: list[str] | None = None,
         on_step: Callable[[StepRecord], None] | None = None,
         policy_options: dict | None = None,
+        probe_rate: float = 0.0,
+        probe_seed: int = 0,
     ) -> EpisodeResult:
-        """Run one episode and record its trace."""
+        """Run one episode and record its trace.
+
+        ``probe_rate`` is the share of steps that also run a counterfactual probe
+        (solver/probes.py). Probes are off by default and do not change the answer or cost.
+        """
         from solver.search import clean_query
 
         clean_query(question)
@@ -83,6 +89,8 @@ class Ponder:
             budget=budget,
             groups=tuple(groups),
             on_step=on_step,
+            probe_rate=probe_rate,
+            probe_seed=probe_seed,
         )
         if self.traces is not None:
             self.traces.record(result, gold=gold)

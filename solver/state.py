@@ -78,6 +78,28 @@ class Action:
 
 
 @dataclass
+class ProbeRecord:
+    """A counterfactual step: an action not taken, run on a copy of the state before a step.
+
+    Nothing here was charged to the episode. ``cost`` is what the action (and, after a
+    retrieval, the reading step that follows it) would have cost.
+    """
+
+    action: Action
+    cost: float
+    new_evidence: int
+    confidence_before: float
+    confidence_after: float
+    answer: str  # the top candidate after the probe, empty when there is none
+    answer_changed: bool  # the top candidate differs from the one before the step
+    note: str = ""
+
+    @property
+    def confidence_delta(self) -> float:
+        return self.confidence_after - self.confidence_before
+
+
+@dataclass
 class StepRecord:
     """The record of one step, as stored in the trace."""
 
@@ -96,6 +118,7 @@ class StepRecord:
     tokens_in: int = 0  # input tokens of a reason step, as its model reported them
     tokens_out: int = 0  # output tokens of a reason step, as its model reported them
     error: str = ""  # why the requested model tier failed, when the step fell back
+    probe: ProbeRecord | None = None  # an action not taken, run on a copy of the state
 
     @property
     def confidence_delta(self) -> float:

@@ -79,8 +79,19 @@ STEPS = pa.schema(
         ("tokens_in", pa.int64()),
         ("tokens_out", pa.int64()),
         ("error", pa.string()),
+        # Counterfactual probe of the step (solver/probes.py), null when the step has none.
+        ("probe_action", pa.string()),
+        ("probe_arguments_json", pa.string()),
+        ("probe_cost", pa.float64()),
+        ("probe_new_evidence", pa.int32()),
+        ("probe_confidence_delta", pa.float64()),
+        ("probe_answer", pa.string()),
+        ("probe_answer_changed", pa.bool_()),
+        ("probe_f1", pa.float64()),
     ]
 )
+
+PROBE_COLUMNS = [field for field in STEPS if field.name.startswith("probe_")]
 
 
 class TraceError(ValueError):
@@ -160,6 +171,7 @@ class TraceStore:
                     "tokens_in": step.tokens_in,
                     "tokens_out": step.tokens_out,
                     "error": step.error,
+                    **_probe_columns(step, gold),
                 }
             )
         if len(self._episodes) >= self.flush_every:
@@ -192,7 +204,7 @@ class TraceStore:
         steps = pl.from_arrow(self.store.open("steps").to_arrow())
         episodes = pl.from_arrow(self.store.open("episodes").to_arrow()).select(
             "episode_id", "question", "policy", "budget", "groups", "user", "answer", "outcome", "outcome_source",
-            "exact_match", "f1", "cost", "abstained",
+            "exact_match", "f1", "cost", "abstained", "gold_answers_json",
         ).rename({"cost": "episode_cost", "answer": "final_answer"})
         return steps.join(episodes, on="episode_id", how="left").sort(["episode_id", "step_index"])
 
@@ -230,3 +242,19 @@ def _user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return os.environ.get("USER", "unknown")
+
+
+def _probe_columns(step, gold: list[str] | None) -> dict[str, Any]:
+    probe = step.probe
+    if probe is None:
+        return {field.name: None for field in PROBE_COLUMNS}
+    return {
+        "probe_action": probe.action.label,
+        "probe_arguments_json": json.dumps(probe.action.arguments(), ensure_ascii=False),
+        "probe_cost": probe.cost,
+        "probe_new_evidence": probe.new_evidence,
+        "probe_confidence_delta": probe.confidence_delta,
+        "probe_answer": probe.answer,
+        "probe_answer_changed": probe.answer_changed,
+        "probe_f1": token_f1(probe.answer or None, gold) if gold else None,
+    }
