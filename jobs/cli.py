@@ -435,6 +435,33 @@ def traces_export(
 
 
 @app.command()
+def serve(
+    db: str = DB_OPTION,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 listens on every interface."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port to listen on."),
+    config_file: Path = typer.Option(
+        None, "--config", help="TOML file whose [serve] table sets limits and API keys (see docs/api.md).", envvar="PONDER_CONFIG"
+    ),
+) -> None:
+    """Serve the HTTP API (docs at /docs) over the newest index version.
+
+    Example: ponder serve --db ponder-data/index --port 8000
+    """
+    import uvicorn
+
+    from jobs.server import create_app
+    from jobs.server_config import ServeConfig
+
+    try:
+        config = ServeConfig.load(config_file)
+    except _known_errors() as error:
+        _fail(str(error))
+    # Start and stop lines are always logged, whatever --verbose says.
+    logging.getLogger("ponder").setLevel(logging.INFO)
+    uvicorn.run(create_app(db, config), host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+
+
+@app.command()
 def rollback(
     version: int = typer.Argument(..., help="Index version to restore, as listed by ponder runs."),
     db: str = DB_OPTION,

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from controller.monitors import monitor
-from controller.policies import make_policy
+from controller.policies import make_policy, policy_names
 from indexer.embedding import Embedder
 from indexer.store import Snapshot
 from solver.episode import EpisodeResult, Solver
@@ -18,6 +18,22 @@ logger = logging.getLogger("ponder.service")
 
 DEFAULT_BUDGET = 4_000
 MAX_BUDGET = 1_000_000
+
+
+def check_request(question: str, *, policy: str, budget: float, groups: Sequence[str]) -> None:
+    """Raise QueryError or ValueError, with the reason, unless :meth:`Ponder.ask` can run the request."""
+    from solver.search import clean_query
+
+    clean_query(question)
+    if policy not in policy_names():
+        message = f"unknown policy {policy!r}; available policies: {policy_names()}"
+        raise ValueError(message)
+    if not 0 < budget <= MAX_BUDGET:
+        message = f"budget must be above 0 and at most {MAX_BUDGET} tokens, got {budget}"
+        raise ValueError(message)
+    if not groups:
+        message = "the caller needs at least one access group, such as 'public'"
+        raise ValueError(message)
 
 
 class Ponder:
@@ -52,17 +68,10 @@ class Ponder:
         gold: list[str] | None = None,
         on_step: Callable[[StepRecord], None] | None = None,
         policy_options: dict | None = None,
+        user: str | None = None,
     ) -> EpisodeResult:
-        """Run one episode and record its trace."""
-        from solver.search import clean_query
-
-        clean_query(question)
-        if not 0 < budget <= MAX_BUDGET:
-            message = f"budget must be above 0 and at most {MAX_BUDGET} tokens, got {budget}"
-            raise ValueError(message)
-        if not groups:
-            message = "the caller needs at least one access group, such as 'public'"
-            raise ValueError(message)
+        """Run one episode and record its trace; ``user`` names the caller in the trace."""
+        check_request(question, policy=policy, budget=budget, groups=groups)
         result = self.solver.solve(
             question,
             make_policy(policy, **(policy_options or {})),
@@ -71,7 +80,7 @@ class Ponder:
             on_step=on_step,
         )
         if self.traces is not None:
-            self.traces.record(result, gold=gold)
+            self.traces.record(result, gold=gold, user=user)
         return result
 
     def close(self) -> None:
