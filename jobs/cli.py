@@ -456,7 +456,7 @@ def serve(
         config = ServeConfig.load(config_file)
     except _known_errors() as error:
         _fail(str(error))
-    # Start and stop lines are always logged, whatever --verbose says.
+    # The server logs its start and stop at INFO, with or without --verbose.
     logging.getLogger("ponder").setLevel(logging.INFO)
     uvicorn.run(create_app(db, config), host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
 

@@ -52,7 +52,7 @@ EXPORT_BYTES_PER_CHUNK = 1 << 20
 # Control characters other than tab, line feed and carriage return.
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _WORD_CHARACTER = re.compile(r"[^\W_]", re.UNICODE)
-REJECTED_KEY_LOG_SECONDS = 60.0
+THROTTLED_LOG_SECONDS = 60.0
 
 
 class ApiError(Exception):
@@ -82,7 +82,7 @@ class AskRequest(BaseModel):
 
 
 class FeedbackRequest(BaseModel):
-    """A caller's verdict on an episode's answer."""
+    """A caller's verdict on the answer of an episode."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"correct": False, "answer": "Chief of Protocol"}]})
 
@@ -103,14 +103,15 @@ class EpisodeRequest:
 
 @dataclass
 class ServerState:
-    """What the application shares between requests."""
+    """Shared state of the application: settings, the solver thread and the loaded index."""
 
     db: str
     config: ServeConfig
     worker: SolverWorker
     ponder: Ponder | None = None
     stopping: bool = False
-    rejected_keys: RejectedKeyLog = field(default_factory=lambda: RejectedKeyLog())
+    rejected_keys: ThrottledLog = field(default_factory=lambda: ThrottledLog("rejected request"))
+    queue_full: ThrottledLog = field(default_factory=lambda: ThrottledLog("solver queue full"))
 
     def ready_ponder(self) -> Ponder:
         if self.ponder is None or self.stopping:
@@ -121,6 +122,7 @@ class ServerState:
         try:
             return self.worker.submit(function, *args, **kwargs)
         except QueueFullError as error:
+            self.queue_full.record(f"{self.worker.pending} requests pending, capacity {self.worker.capacity}")
             raise ApiError(503, str(error), headers={"Retry-After": "1"}) from None
 
     async def run(self, what: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -136,23 +138,24 @@ class ServerState:
             raise ApiError(500, f"internal error while running {what}; error id {error_id}") from None
 
 
-class RejectedKeyLog:
-    """Log rejected API keys at most once a minute, with the count since the last line."""
+class ThrottledLog:
+    """A warning that is logged at most once per ``interval`` seconds, with the count of events since the last line."""
 
-    def __init__(self, interval: float = REJECTED_KEY_LOG_SECONDS) -> None:
+    def __init__(self, label: str, interval: float = THROTTLED_LOG_SECONDS) -> None:
+        self.label = label
         self.interval = interval
         self._lock = threading.Lock()
         self._count = 0
         self._last = -interval
 
-    def record(self, client: str, reason: str) -> None:
+    def record(self, detail: str) -> None:
         with self._lock:
             self._count += 1
             now = time.monotonic()
             if now - self._last < self.interval:
                 return
             count, self._count, self._last = self._count, 0, now
-        logger.warning("rejected request from %s: %s (%d rejected since the last such line)", client, reason, count)
+        logger.warning("%s: %s (%d since the last such line)", self.label, detail, count)
 
 
 class BodyLimitMiddleware:
@@ -206,10 +209,10 @@ def require_caller(request: Request, credentials: HTTPAuthorizationCredentials |
         return caller
     client = request.client.host if request.client else "unknown"
     if credentials is None:
-        state.rejected_keys.record(client, "no API key")
+        state.rejected_keys.record(f"no API key from {client}")
         message = "missing API key; send the header: Authorization: Bearer KEY"
     else:
-        state.rejected_keys.record(client, "unknown API key")
+        state.rejected_keys.record(f"unknown API key from {client}")
         message = "invalid API key"
     raise ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
 
@@ -326,7 +329,7 @@ def _describe_validation_error(error: RequestValidationError) -> tuple[int, str,
 def _add_health_routes(app: FastAPI) -> None:
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
-        """Liveness: the process answers HTTP."""
+        """Liveness: the process responds to HTTP requests."""
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"], responses={503: {"description": "The index is not loaded, or the server is stopping."}})
@@ -562,8 +565,8 @@ def _ndjson_chunks(frame: pl.DataFrame) -> Iterator[bytes]:
 
 
 def _parquet_chunks(frame: pl.DataFrame) -> Iterator[bytes]:
-    # NOTE: the Parquet file is built in memory before it is sent, because its footer
-    # is written last; very large exports need the command-line export instead.
+    # NOTE: the whole Parquet file is built in memory before it is sent, because its
+    # footer is written last. Very large exports need the command-line export instead.
     buffer = io.BytesIO()
     frame.write_parquet(buffer)
     view = buffer.getbuffer()

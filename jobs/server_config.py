@@ -46,7 +46,7 @@ class ApiKey:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sent a request: ``user`` is recorded in traces, ``groups`` limit what it reads."""
+    """The sender of a request: ``user`` is recorded in traces, and ``groups`` limit what it reads."""
 
     user: str
     groups: tuple[str, ...]
@@ -124,7 +124,7 @@ class ServeConfig:
         return cls(**values, keys=tuple(keys))
 
     def identify(self, presented_key: str | None) -> Caller | None:
-        """Return the caller a request's key stands for, or None when the key is not accepted.
+        """Return the caller that a request's key identifies, or None when the key is rejected.
 
         In local mode every caller is ``local`` with only ``public``, whatever it sends.
         """
@@ -210,7 +210,7 @@ def _keys_from_env(value: str) -> list[ApiKey]:
     try:
         entries = json.loads(value)
     except json.JSONDecodeError as error:
-        # The error position is safe to show, the text around it is not: it may hold a key.
+        # The message gives only the position, because the text around it may contain a key.
         message = f"{KEYS_ENV} is not valid JSON (at character {error.pos}); expected a list of {{\"name\", \"key\", \"groups\"}} objects"
         raise ConfigError(message) from None
     keys = []

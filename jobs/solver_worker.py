@@ -19,7 +19,7 @@ Result = TypeVar("Result")
 
 
 class QueueFullError(RuntimeError):
-    """The solver thread is busy and its queue holds as many calls as allowed."""
+    """The solver thread is busy and its queue contains as many calls as allowed."""
 
 
 class SolverWorker:
