@@ -472,6 +472,24 @@ def test_public_caller_never_sees_restricted(keyed_server, question):
     assert [marker for marker in RESTRICTED_MARKERS if marker in streamed] == []
 
 
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Who leads Operation Larkspur') OR array_has_any(groups, ['hr']) --",
+        "Operation Larkspur\" OR groups IS NOT NULL OR \"",
+        "Larkspur* OR hr OR NOT public",
+    ],
+)
+def test_hostile_question_no_leak(keyed_server, question):
+    client, _ = keyed_server
+
+    response = client.post("/v1/ask", json={"question": question, "budget": 3000}, headers=bearer(PUBLIC_KEY))
+
+    assert response.status_code == 200, response.text
+    assert [marker for marker in RESTRICTED_MARKERS if marker in response.text] == []
+    assert [citation["doc_id"] for citation in response.json()["citations"] if citation["doc_id"].startswith("hr-")] == []
+
+
 def test_hr_caller_sees_restricted(keyed_server):
     client, _ = keyed_server
 
