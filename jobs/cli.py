@@ -523,6 +523,40 @@ def controller_train(
 
 
 @app.command()
+def serve(
+    db: str = DB_OPTION,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 listens on every interface."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port to listen on."),
+    config_file: Path = typer.Option(
+        None, "--config", help="TOML file whose [serve] table sets limits and API keys (docs/api.md) and whose [tiers] tables set the model tiers (docs/models.md).",
+        envvar="PONDER_CONFIG",
+    ),
+) -> None:
+    """Serve the HTTP API (docs at /docs) over the newest index version.
+
+    Example: ponder serve --db ponder-data/index --port 8000
+    """
+    from functools import partial
+
+    import uvicorn
+
+    from jobs.server import create_app
+    from jobs.server_config import ServeConfig
+    from solver.service import Ponder
+    from solver.tier_config import load_tier_configs
+
+    try:
+        config = ServeConfig.load(config_file)
+        load_tier_configs(config_file)  # fail before start-up on invalid tier settings
+    except _known_errors() as error:
+        _fail(str(error))
+    # The server logs its start and stop at INFO, with or without --verbose.
+    logging.getLogger("ponder").setLevel(logging.INFO)
+    load = partial(Ponder, config=config_file)
+    uvicorn.run(create_app(db, config, load=load), host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+
+
+@app.command()
 def rollback(
     version: int = typer.Argument(..., help="Index version to restore, as listed by ponder runs."),
     db: str = DB_OPTION,

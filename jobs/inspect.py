@@ -11,14 +11,22 @@ import polars as pl
 
 from indexer.schema import DATA_TABLES
 from indexer.store import Snapshot, StoreError
+from solver.search import groups_filter
 
 
-def index_stats(db: str, *, top: int = 10) -> dict[str, Any]:
-    """Row counts, label distributions and the most mentioned entities of the current version."""
-    snapshot = Snapshot.open(db)
-    rows = {name: snapshot.table(name).count_rows() for name in DATA_TABLES}
-    entities = pl.from_arrow(snapshot.arrow("entities", ["name", "label", "mention_count", "doc_count"]))
-    relations = pl.from_arrow(snapshot.arrow("relations", ["label", "weight"]))
+def index_stats(
+    db: str, *, top: int = 10, groups: Sequence[str] | None = None, snapshot: Snapshot | None = None
+) -> dict[str, Any]:
+    """Row counts, label distributions and the most mentioned entities of the current version.
+
+    With ``groups``, only rows that one of those access groups may read are counted and
+    named. ``snapshot`` reads that pinned version instead of the newest one.
+    """
+    snapshot = snapshot if snapshot is not None else Snapshot.open(db)
+    where = None if groups is None else groups_filter(groups)
+    rows = {name: snapshot.table(name).count_rows(where) for name in DATA_TABLES}
+    entities = _visible(snapshot, "entities", ["name", "label", "mention_count", "doc_count"], groups)
+    relations = _visible(snapshot, "relations", ["label", "weight"], groups)
     entity_labels = (
         dict(entities.group_by("label").len().sort("len", descending=True).iter_rows()) if entities.height else {}
     )
@@ -42,6 +50,13 @@ def index_stats(db: str, *, top: int = 10) -> dict[str, Any]:
         "top_entities": top_entities,
         "embedding_model": run["embedding_model"],
     }
+
+
+def _visible(snapshot: Snapshot, name: str, columns: list[str], groups: Sequence[str] | None) -> pl.DataFrame:
+    if groups is None:
+        return pl.from_arrow(snapshot.arrow(name, columns))
+    frame = pl.from_arrow(snapshot.arrow(name, [*columns, "groups"]))
+    return frame.filter(pl.col("groups").list.set_intersection(list(groups)).list.len() > 0).select(columns)
 
 
 def build_entity_graph(

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from controller.monitors import monitor
-from controller.policies import make_policy
+from controller.policies import make_policy, policy_names
 from indexer.embedding import Embedder
 from indexer.store import Snapshot
 from solver.episode import EpisodeResult, Solver
@@ -19,6 +19,22 @@ logger = logging.getLogger("ponder.service")
 
 DEFAULT_BUDGET = 4_000
 MAX_BUDGET = 1_000_000
+
+
+def check_request(question: str, *, policy: str, budget: float, groups: Sequence[str]) -> None:
+    """Raise QueryError or ValueError, with the reason, unless :meth:`Ponder.ask` can run the request."""
+    from solver.search import clean_query
+
+    clean_query(question)
+    if policy not in policy_names():
+        message = f"unknown policy {policy!r}; available policies: {policy_names()}"
+        raise ValueError(message)
+    if not 0 < budget <= MAX_BUDGET:
+        message = f"budget must be above 0 and at most {MAX_BUDGET} tokens, got {budget}"
+        raise ValueError(message)
+    if not groups:
+        message = "the caller needs at least one access group, such as 'public'"
+        raise ValueError(message)
 
 
 class Ponder:
@@ -68,21 +84,14 @@ class Ponder:
         policy_options: dict | None = None,
         probe_rate: float = 0.0,
         probe_seed: int = 0,
+        user: str | None = None,
     ) -> EpisodeResult:
-        """Run one episode and record its trace.
+        """Run one episode and record its trace; ``user`` names the caller in the trace.
 
         ``probe_rate`` is the share of steps that also run a counterfactual probe
         (solver/probes.py). Probes are off by default and do not change the answer or cost.
         """
-        from solver.search import clean_query
-
-        clean_query(question)
-        if not 0 < budget <= MAX_BUDGET:
-            message = f"budget must be above 0 and at most {MAX_BUDGET} tokens, got {budget}"
-            raise ValueError(message)
-        if not groups:
-            message = "the caller needs at least one access group, such as 'public'"
-            raise ValueError(message)
+        check_request(question, policy=policy, budget=budget, groups=groups)
         result = self.solver.solve(
             question,
             make_policy(policy, **(policy_options or {})),
@@ -93,7 +102,7 @@ class Ponder:
             probe_seed=probe_seed,
         )
         if self.traces is not None:
-            self.traces.record(result, gold=gold)
+            self.traces.record(result, gold=gold, user=user)
         return result
 
     def close(self) -> None:

@@ -251,8 +251,18 @@ def test_serve_probes_health():
 
     assert container["args"] == ["serve", "--host", "0.0.0.0", "--port", "8000"]
     assert port == {"name": "http", "containerPort": 8000}
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/health", "port": "http"}, probe
+    assert container["startupProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+
+
+def test_serve_keys_from_secret():
+    container = named("Deployment", "ponder-serve")["spec"]["template"]["spec"]["containers"][0]
+    keys = [variable for variable in container["env"] if variable["name"] == "PONDER_API_KEYS"]
+
+    assert len(keys) == 1
+    assert "value" not in keys[0]
+    assert keys[0]["valueFrom"]["secretKeyRef"]["name"] == "ponder-api-keys"
 
 
 def test_service_targets_serve_pods():
@@ -269,6 +279,7 @@ def test_config_maps_mounted_where_expected():
 
     assert "[index]" in settings
     assert "[storage]" in settings
+    assert "[serve]" in settings
     assert config["PONDER_CONFIG"] == "/etc/ponder/ponder.toml"
     assert config["PONDER_DB"].startswith("s3://")
 
