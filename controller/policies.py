@@ -158,3 +158,9 @@ class AdaptivePolicy:
 
 def _switch_order(current: str) -> list[str]:
     return {"chunks": ["graph", "table"], "graph": ["chunks", "table"], "table": ["chunks", "graph"]}[current]
+
+
+# Policies defined in other modules register themselves on import. The import sits at
+# the end because those modules import ``register`` and ``AdaptivePolicy`` from here.
+import controller.baselines  # noqa: E402, F401
+import controller.uncertainty  # noqa: E402, F401
