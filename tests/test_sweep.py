@@ -233,3 +233,34 @@ def test_uncertainty_off_matches_adaptive(ponder):
 
         assert [step.action for step in never.steps] == [step.action for step in plain.steps]
         assert never.answer == plain.answer
+
+
+def test_cli_sweep_writes_folder(sample_index, tmp_path):
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    out = tmp_path / "sweep"
+    args = ["eval", str(HOTPOT), "--db", str(sample_index), "--split", "heldout", "--limit", "2", "--sweep",
+            "--budgets", "600,1200", "--policies", "hybrid,adaptive-u", "--workers", "1", "--out", str(out)]
+
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 0, result.output
+    assert (out / "sweep.json").exists()
+    assert (out / "sweep.md").exists()
+    assert (out / "f1_vs_cost.png").exists()
+    assert "| adaptive-u | 1,200 |" in result.output
+
+
+def test_cli_rejects_learned_without_controller(sample_index, tmp_path):
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    args = ["eval", str(HOTPOT), "--db", str(sample_index), "--sweep", "--policies", "fixed,learned", "--workers", "1", "--out", str(tmp_path)]
+
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 1
+    assert "needs a trained controller" in result.output
