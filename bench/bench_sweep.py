@@ -254,9 +254,8 @@ deeper retrieval only at uncertain stops (candidate entropy at least 0.9 or marg
 
 Cost of the run: the sweep asks every sampled question {len(args.budgets.split(','))} times per policy, so its
 size is chosen to finish the whole target in well under an hour on two cores. The
-sample is the first {args.limit} heldout questions of each file (in file order, which the
-data files do not sort by difficulty), at budgets {args.budgets}, which span
-from one small retrieval to the point where `adaptive` stops spending. Two worker
+sample is the first {args.limit} heldout questions of each file, in file order, at
+budgets {args.budgets} tokens. Two worker
 processes share the work, and within each, retrieval results are cached per (source,
 mode, query, groups, limit), because baselines and budgets repeat the same searches.
 The global-allocation run gives `adaptive` {args.total_per_question:,.0f} tokens per

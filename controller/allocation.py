@@ -3,9 +3,9 @@
 Before anything is retrieved, each question gets a difficulty score from its shape (the
 monitors' static analysis), the number of hops the reasoner splits it into and the
 number of corpus entities it links to. The ``global`` strategy then gives each question
-a share of the total proportional to ``floor + score``, so a single-fact lookup still
-gets ``floor`` parts while a two-hop comparison gets more; ``even`` gives every question
-the same share. Either way the shares add up to the total and no episode spends more than
+a share of the total proportional to ``floor + score``. A single-fact lookup still gets
+``floor`` parts, and a two-hop comparison gets more. The ``even`` strategy gives every
+question the same share. Either way the shares add up to the total and no episode spends more than
 its share, so the batch never spends more than the total.
 """
 
@@ -58,7 +58,7 @@ def allocate(scores: Sequence[float], total: float, *, strategy: str = "global",
         weights = [floor + min(1.0, max(0.0, score)) for score in scores]
     whole = sum(weights)
     budgets = [total * weight / whole for weight in weights]
-    # Rounding can push the sum a hair over the total; take the excess off the largest.
+    # Rounding can push the sum a hair over the total, so the largest share gives up the excess.
     excess = sum(budgets) - total
     if excess > 0:
         largest = max(range(len(budgets)), key=budgets.__getitem__)

@@ -1,13 +1,13 @@
 """Uncertainty-driven spending: extra compute only where the candidates disagree.
 
 ``adaptive-u`` is ``adaptive`` plus one rule. Whenever ``adaptive`` would stop with an
-answer, the candidate distribution is checked: when its normalised entropy is high or
-the top candidate's margin over the runner-up is small, the step is uncertain and gets
-more compute, first a verification of the top candidate (when it has none), then one
-deeper chunk retrieval for the question (more results than the first retrieval, so new
-evidence can come in; ``adaptive`` then reads it as usual). A confident step gets
-nothing more, so on an episode whose monitors stay confident ``adaptive-u`` takes the
-same steps as ``adaptive``.
+answer, the policy checks the candidate distribution. The step is uncertain when the
+distribution's normalised entropy is high or the top candidate's margin over the
+runner-up is small. An uncertain step gets more compute: first a verification of the top
+candidate (when it has none), then one deeper chunk retrieval for the question. That
+retrieval asks for more results than the first, so new evidence can come in, which
+``adaptive`` then reads as usual. A confident step gets nothing more, so on an episode
+whose monitors stay confident ``adaptive-u`` takes the same steps as ``adaptive``.
 
 The thresholds are defaults chosen before any measurement (entropy 0.9 of its maximum,
 margin 0.1). Retune them only on the train split of a question file.
@@ -23,10 +23,10 @@ from solver.state import REASON, RETRIEVE, STOP, Action, EpisodeState
 
 
 def is_uncertain(values: dict[str, float], *, entropy_threshold: float, margin_threshold: float) -> bool:
-    """Tell whether the monitors show an uncertain candidate distribution.
+    """Return whether the monitor ``values`` show an uncertain candidate distribution.
 
-    With no candidate there is nothing to be uncertain between, so the answer is False;
-    a missing answer is the abstain rule's business.
+    With no candidate there is nothing to choose between, so this returns False. The
+    abstain rule of ``adaptive`` handles a missing answer.
     """
     if values["candidates"] < 1:
         return False

@@ -1,6 +1,6 @@
 """Budget sweep and global allocation: accuracy against mean cost for many policies.
 
-``run_sweep`` asks every question under every (policy, budget) pair and summarises each
+``run_sweep`` runs every question under every (policy, budget) pair and summarises each
 pair with the scores of ``ponder eval``. ``run_allocation`` spends one total budget on a
 batch twice, split by estimated difficulty and split evenly. ``write_sweep`` writes the
 table as JSON and markdown and draws the plots.
@@ -68,7 +68,7 @@ class CachedToolbox:
 
     def retrieve(self, source: str, query: str, state, *, limit: int, mode: str = "hybrid"):
         # A graph walk for the question itself is seeded by the question's linked
-        # entities, so the key says whether the query is the question.
+        # entities, so the key records whether the query is the question.
         key = (source, mode, query, state.groups, limit, query == state.question)
         if key not in self._retrievals:
             self.misses += 1
@@ -209,7 +209,7 @@ def run_sweep(
     groups: Sequence[str] = ("public",),
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Ask every question under every (policy, budget) pair; return rows and the table."""
+    """Run every question under every (policy, budget) pair and return the rows and the table."""
     tasks = sweep_tasks(policies, budgets, controller)
     started = time.perf_counter()
     with EpisodeRunner(db, workers) as runner:
@@ -262,9 +262,10 @@ def cost_to_reach(curve: list[tuple[float, float]], target: float) -> float | No
 def equal_cost(table: list[dict[str, Any]], reference: str = "fixed", others: Sequence[str] = ("adaptive", "adaptive-u", LEARNED)) -> dict[str, Any]:
     """Compare policies with ``reference`` at matched mean cost.
 
-    For each other policy and each of its points, the reference's F1 at the same mean
-    cost (interpolated along the reference's curve; None outside its range). Also the
-    mean cost at which each policy first reaches the reference's best F1.
+    For each other policy and each of its points, the result holds the reference's F1 at
+    the same mean cost, interpolated along the reference's curve (None outside its
+    range). It also holds the mean cost at which each policy first reaches the
+    reference's best F1.
     """
     reference_curve = _curve(table, reference)
     if not reference_curve:
