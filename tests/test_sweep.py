@@ -264,3 +264,25 @@ def test_cli_rejects_learned_without_controller(sample_index, tmp_path):
 
     assert result.exit_code == 1
     assert "needs a trained controller" in result.output
+
+
+def test_cached_toolbox_matches_plain(ponder):
+    from jobs.sweep import CachedToolbox
+
+    question = load_questions(HOTPOT, limit=1)[0]["question"]
+    plain = ponder.ask(question, policy="fixed", budget=3000)
+    cached = CachedToolbox(ponder.toolbox)
+    original = ponder.solver.toolbox
+    ponder.solver.toolbox = cached
+    try:
+        first = ponder.ask(question, policy="fixed", budget=3000)
+        second = ponder.ask(question, policy="fixed", budget=3000)
+    finally:
+        ponder.solver.toolbox = original
+
+    for result in (first, second):
+        assert [step.action for step in result.steps] == [step.action for step in plain.steps]
+        assert [step.cost for step in result.steps] == [step.cost for step in plain.steps]
+        assert result.answer == plain.answer
+    assert cached.misses > 0
+    assert cached.hits == cached.misses
