@@ -286,3 +286,24 @@ def test_cached_toolbox_matches_plain(ponder):
         assert result.answer == plain.answer
     assert cached.misses > 0
     assert cached.hits == cached.misses
+
+
+def test_equal_cost_interpolates_reference():
+    from jobs.sweep import equal_cost
+
+    table = [
+        {"policy": "fixed", "cost_mean": 400.0, "f1": 10.0},
+        {"policy": "fixed", "cost_mean": 800.0, "f1": 30.0},
+        {"policy": "adaptive", "cost_mean": 600.0, "f1": 35.0},
+        {"policy": "adaptive", "cost_mean": 300.0, "f1": 20.0},
+    ]
+
+    result = equal_cost(table)
+
+    points = {point["cost_mean"]: point for point in result["matched"]["adaptive"]}
+    assert result["reference_best_f1"] == 30.0
+    assert points[600.0]["reference_f1"] == 20.0
+    assert points[600.0]["f1_gain"] == 15.0
+    assert points[300.0]["reference_f1"] is None
+    assert result["cost_to_reach_reference_best"]["fixed"] == 800.0
+    assert result["cost_to_reach_reference_best"]["adaptive"] == 500.0
