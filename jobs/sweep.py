@@ -198,6 +198,21 @@ def sweep_tasks(policies: Sequence[str], budgets: Sequence[float], controller: s
     return tasks
 
 
+def run_tasks(
+    db: str,
+    questions: list[dict[str, Any]],
+    tasks: Sequence[Task],
+    *,
+    workers: int = 2,
+    groups: Sequence[str] = ("public",),
+    progress: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run every task on every question and return one scored row per episode."""
+    with EpisodeRunner(db, workers) as runner:
+        per_question = runner.map(_run_question, [(record, list(tasks), tuple(groups)) for record in questions], progress)
+    return [row for question_rows in per_question for row in question_rows]
+
+
 def run_sweep(
     db: str,
     questions: list[dict[str, Any]],
@@ -212,9 +227,7 @@ def run_sweep(
     """Run every question under every (policy, budget) pair and return the rows and the table."""
     tasks = sweep_tasks(policies, budgets, controller)
     started = time.perf_counter()
-    with EpisodeRunner(db, workers) as runner:
-        per_question = runner.map(_run_question, [(record, tasks, tuple(groups)) for record in questions], progress)
-    rows = [row for question_rows in per_question for row in question_rows]
+    rows = run_tasks(db, questions, tasks, workers=workers, groups=groups, progress=progress)
     table = []
     for task in tasks:
         group = [row for row in rows if row["policy"] == task.policy and row["setting"] == task.setting]
