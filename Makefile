@@ -43,7 +43,7 @@ bench-eval: venv
 BENCH_WORK ?= ponder-data/bench
 CONTROLLER ?= $(BENCH_WORK)/controller.model
 LEARNED ?= 1
-SWEEP_LIMIT ?= 120
+SWEEP_LIMIT ?= 100
 TRAIN_LIMIT ?= 100
 BENCH_SETS := hotpotqa tatqa
 

@@ -5,6 +5,7 @@ on the first --limit train questions of each data set and prints F1 and mean cos
 setting and budget. Heldout questions are never read.
 
 Usage: python bench/tune_uncertainty.py --data ../shared/data --work ponder-data/bench
+Writes bench/results/tune-uncertainty.json, which ``bench_sweep.py doc`` reports when present.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--budgets", default="2000,4000")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "tune-uncertainty.json")
     args = parser.parse_args()
 
     from bench.bench_sweep import DATA_SETS, index_path
@@ -46,6 +48,8 @@ def main() -> None:
             summary = summarise([row for row in rows if row["setting"] == task.setting])
             results[name][task.setting] = {key: summary[key] for key in ("n", "f1", "em", "cost_mean", "steps_mean")}
         print(json.dumps({name: results[name]}, indent=2), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"limit": args.limit, "grid": GRID, "results": results}, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ retrieval asks for more results than the first, so new evidence can come in, whi
 ``adaptive`` then reads as usual. A confident step gets nothing more, so on an episode
 whose monitors stay confident ``adaptive-u`` takes the same steps as ``adaptive``.
 
-The thresholds are defaults chosen before any measurement (entropy 0.9 of its maximum,
-margin 0.1). Retune them only on the train split of a question file.
+The default thresholds (entropy 0.9 of its maximum, margin 0.1) are the best of the
+settings that bench/tune_uncertainty.py tried on train questions. Retune them only on
+the train split of a question file.
 """
 
 from __future__ import annotations
