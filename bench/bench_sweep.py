@@ -112,7 +112,7 @@ def run_sweeps(args: argparse.Namespace) -> None:
 
 
 def _indexing_section() -> str:
-    """The indexing section: from bench/results/index.json, else kept from the current doc."""
+    """Build the indexing section from bench/results/index.json, else keep the current doc's."""
     path = RESULTS / "index.json"
     if path.exists():
         return _indexing_from_json(json.loads(path.read_text(encoding="utf-8")))
@@ -266,7 +266,7 @@ tuned on `heldout`, and every figure below is from `heldout`. Every reasoning st
 the embedded tier (no LLM). Costs are in the solver's token unit (docs/solver.md).
 
 Policies: `dense`, `fts` and `hybrid` retrieve the top k chunks by cosine similarity,
-BM25 or their reciprocal rank fusion, then synthesise once; `ircot` alternates a hybrid
+BM25 or their reciprocal rank fusion, then synthesise once. `ircot` alternates a hybrid
 retrieval and a bridge step for two hops, then synthesises. These baselines grow k with
 the budget. `fixed` runs the same ten-step plan for every question; `adaptive` routes,
 stops and hops by its monitors; `adaptive-u` is `adaptive` plus a verification and a
