@@ -173,6 +173,48 @@ def _pair_rows(table: list[dict], first: str, second: str) -> list[str]:
     return rows
 
 
+def _summary_lines(sweep: dict, allocation: dict | None) -> list[str]:
+    """Compute the headline comparisons of one data set from its results."""
+    lines = []
+    gains = [point["f1_gain"] for point in (sweep.get("equal_cost") or {}).get("matched", {}).get("adaptive", []) if point["f1_gain"] is not None]
+    if gains:
+        lines.append(
+            f"- At matched mean cost, `adaptive` minus `fixed` F1: {', '.join(f'{gain:+.1f}' for gain in gains)} "
+            "(one value per `adaptive` budget inside `fixed`'s cost range)."
+        )
+    best = {}
+    for row in sweep["table"]:
+        if row["policy"] not in best or row["f1"] > best[row["policy"]]["f1"]:
+            best[row["policy"]] = row
+    lines.append(
+        "- Best F1 per policy (at mean cost): "
+        + ", ".join(f"`{policy}` {row['f1']:.1f} ({row['cost_mean']:,.0f})" for policy, row in best.items())
+        + "."
+    )
+    pairs = [
+        (row, other)
+        for row in sweep["table"]
+        if row["policy"] == "adaptive"
+        for other in sweep["table"]
+        if other["policy"] == "adaptive-u" and other["budget"] == row["budget"]
+    ]
+    if pairs:
+        changes = [other["f1"] - row["f1"] for row, other in pairs]
+        extra = [other["cost_mean"] - row["cost_mean"] for row, other in pairs]
+        lines.append(
+            f"- `adaptive-u` against `adaptive`: F1 change {min(changes):+.1f} to {max(changes):+.1f}, "
+            f"mean cost change {min(extra):+,.0f} to {max(extra):+,.0f} tokens across the budgets."
+        )
+    if allocation:
+        spread, even = allocation["strategies"]["global"], allocation["strategies"]["even"]
+        lines.append(
+            f"- One total budget split by difficulty against split evenly: F1 {spread['f1']:.1f} against {even['f1']:.1f} "
+            f"({spread['f1'] - even['f1']:+.1f}), spending {spread['spent']:,.0f} and {even['spent']:,.0f} of "
+            f"{spread['total_budget']:,.0f} tokens."
+        )
+    return lines
+
+
 def _data_set_section(name: str, title: str) -> str:
     from jobs.sweep_report import COST_PLOT, F1_PLOT, allocation_markdown, equal_cost_markdown, sweep_table_markdown
 
@@ -183,10 +225,14 @@ def _data_set_section(name: str, title: str) -> str:
     cost_image = IMAGES / f"{name}-{COST_PLOT.replace('_', '-')}"
     shutil.copy(folder / F1_PLOT, f1_image)
     shutil.copy(folder / COST_PLOT, cost_image)
+    allocation_path = folder / "allocation.json"
+    allocation = json.loads(allocation_path.read_text(encoding="utf-8")) if allocation_path.exists() else None
     lines = [
         f"### {title}",
         "",
         f"{sweep['questions']} of the {sweep['heldout_questions']} heldout questions; the sweep took {sweep['seconds']:.0f} s.",
+        "",
+        *_summary_lines(sweep, allocation),
         "",
         sweep_table_markdown(sweep),
         "",
@@ -206,9 +252,7 @@ def _data_set_section(name: str, title: str) -> str:
             *_pair_rows(sweep["table"], "adaptive", "adaptive-u"),
             "",
         ]
-    allocation_path = folder / "allocation.json"
-    if allocation_path.exists():
-        allocation = json.loads(allocation_path.read_text(encoding="utf-8"))
+    if allocation:
         lines += [
             f"Global allocation: policy `{allocation['policy']}`, one total of {allocation['total_budget']:,.0f} tokens "
             f"for the {allocation['questions']} questions, split by estimated difficulty and split evenly "
@@ -251,10 +295,10 @@ def write_doc(args: argparse.Namespace) -> None:
     header = f"""# Benchmarks
 
 Measured on a 2-core {platform.machine()} machine, Python {platform.python_version()}, with the
-pinned dependencies of `pyproject.toml`. Other jobs may have shared the two cores, so wall
-times are upper bounds. `make benchmarks DATA=../shared/data` regenerates this page and
-its plots from scratch with fixed seeds; its sweep section is written by
-`bench/bench_sweep.py doc` from the results in `bench/results/`.
+pinned dependencies of `pyproject.toml`. Other jobs may have shared the two cores, so
+wall times are upper bounds. `make benchmarks` regenerates this page and its plots from
+scratch with fixed seeds. `bench/bench_sweep.py doc` writes the sweep section from the
+results in `bench/results/`.
 
 """
     method = f"""## Budget sweep (`make benchmarks`)
@@ -268,19 +312,20 @@ the embedded tier (no LLM). Costs are in the solver's token unit (docs/solver.md
 Policies: `dense`, `fts` and `hybrid` retrieve the top k chunks by cosine similarity,
 BM25 or their reciprocal rank fusion, then synthesise once. `ircot` alternates a hybrid
 retrieval and a bridge step for two hops, then synthesises. These baselines grow k with
-the budget. `fixed` runs the same ten-step plan for every question; `adaptive` routes,
-stops and hops by its monitors; `adaptive-u` is `adaptive` plus a verification and a
-deeper retrieval only at uncertain stops (candidate entropy at least 0.9 or margin below
-0.1, thresholds picked on the train split as shown at the end of this page).
+the budget. `fixed` runs the same ten-step plan for every question. `adaptive` routes,
+stops and hops by its monitors. `adaptive-u` is `adaptive` plus a verification and a
+deeper retrieval only at uncertain stops, where the candidate entropy is at least 0.9 or
+the margin is below 0.1. Those thresholds were picked on the train split, as shown at
+the end of this page.
 
-Cost of the run: the sweep asks every sampled question {len(args.budgets.split(','))} times per policy, so its
-size is chosen to finish the whole target in well under an hour on two cores. The
-sample is the first {args.limit} heldout questions of each file, in file order, at
-budgets {args.budgets} tokens. Two worker
-processes share the work, and within each, retrieval results are cached per (source,
-mode, query, groups, limit), because baselines and budgets repeat the same searches.
-The global-allocation run gives `adaptive` {args.total_per_question:,.0f} tokens per
-question in total, split once by estimated difficulty and once evenly.
+Cost of the run: the sweep runs every sampled question once per policy and budget, so
+its size is chosen to finish the whole target in well under an hour on two cores. The
+sample is the first {args.limit} heldout questions of each file, in file order, at budgets
+of {args.budgets} tokens. Two worker processes share the work. Within each,
+retrieval results are cached per (source, mode, query, groups, limit), because baselines
+and budgets repeat the same searches. The global-allocation run gives `adaptive`
+{args.total_per_question:,.0f} tokens per question in total, split once by estimated
+difficulty and once evenly.
 
 """
     tuning = _tuning_section()

@@ -87,12 +87,18 @@ def plot_f1_vs_cost(result: dict[str, Any], path: Path, title: str = "") -> None
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4.5), dpi=110)
-    for policy in result["policies"]:
+    # Distinct markers and dashes keep curves visible where two policies coincide.
+    markers = "osD^vP*X"
+    dashes = ["-", "--", ":", "-."]
+    for index, policy in enumerate(result["policies"]):
         points = sorted((row["cost_mean"], row["f1"]) for row in result["table"] if row["policy"] == policy)
         if not points:
             continue
         costs, scores = zip(*points)
-        axes.plot(costs, scores, marker="o", label=policy)
+        axes.plot(
+            costs, scores, marker=markers[index % len(markers)], linestyle=dashes[index % len(dashes)],
+            markerfacecolor="none", label=policy,
+        )
     axes.set_xlabel("mean cost per question (tokens)")
     axes.set_ylabel("F1")
     axes.set_title(title or "F1 against mean cost")
