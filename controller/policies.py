@@ -160,6 +160,8 @@ def _switch_order(current: str) -> list[str]:
     return {"chunks": ["graph", "table"], "graph": ["chunks", "table"], "table": ["chunks", "graph"]}[current]
 
 
-# Importing controller.learned registers the "learned" policy. The import comes last
-# because that module imports ``register`` from this one.
-from controller import learned as _learned  # noqa: E402, F401
+# Policies defined in other modules register themselves on import. The imports sit at
+# the end because those modules import ``register`` and ``AdaptivePolicy`` from here.
+import controller.baselines  # noqa: E402, F401
+import controller.learned  # noqa: E402, F401
+import controller.uncertainty  # noqa: E402, F401

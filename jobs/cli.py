@@ -395,7 +395,7 @@ def evaluate(
     policy: str = POLICY_OPTION,
     budget: float = BUDGET_OPTION,
     limit: int = typer.Option(None, "--limit", help="Evaluate only the first N questions."),
-    out: Path = typer.Option(None, "--out", help="Write the full results (every question) as JSON here."),
+    out: Path = typer.Option(None, "--out", help="Write the full results (every question) as JSON here; with --sweep or --allocate, the output folder."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     config_file: Path = TIERS_OPTION,
     controller: Path = CONTROLLER_OPTION,
@@ -404,17 +404,46 @@ def evaluate(
         help="Share of steps that also run one action not taken on a copy of the state, recorded in the traces for training; costs time, not budget.",
     ),
     probe_seed: int = typer.Option(0, "--probe-seed", help="Seed that picks which steps are probed and with which action."),
+    split: str = typer.Option("all", "--split", help="Questions to use: train, heldout or all (a fixed hash of each question id)."),
+    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the train/heldout split."),
+    sweep: bool = typer.Option(False, "--sweep", help="Run every policy of --policies at every budget of --budgets."),
+    budgets: str = typer.Option("500,1000,2000,4000", "--budgets", help="With --sweep: comma-separated budgets in tokens."),
+    policies: str = typer.Option("dense,fts,hybrid,ircot,fixed,adaptive", "--policies", help="With --sweep: comma-separated policy names."),
+    allocate: str = typer.Option(None, "--allocate", help="global: split --total-budget over the questions by estimated difficulty, and compare with an even split."),
+    total_budget: float = typer.Option(None, "--total-budget", help="With --allocate: tokens for the whole batch."),
+    workers: int = typer.Option(2, "--workers", min=1, help="With --sweep or --allocate: worker processes."),
 ) -> None:
-    """Score answers and evidence on a QA file against the indexed corpus."""
+    """Score answers and evidence on a QA file against the indexed corpus.
+
+    With --sweep, runs every policy at every budget and writes a table of accuracy
+    against mean cost (JSON and markdown) and plots into the --out folder. With
+    --allocate global, spends --total-budget on the questions split by difficulty and
+    split evenly, and writes both results into --out.
+
+    Example: ponder eval questions.jsonl --db ponder-data/index --split heldout --sweep --budgets 500,1000,2000 --out sweep/
+    """
     from functools import partial
 
     from rich.progress import Progress
 
     from jobs.eval_job import EvalError, evaluate as run_eval, load_questions
+    from jobs.splits import select_split
 
+    if sweep and allocate:
+        _fail("--sweep and --allocate cannot be combined; run them one at a time")
+    try:
+        questions = select_split(load_questions(data), split, seed=split_seed)
+    except (EvalError, ValueError) as error:
+        _fail(str(error))
+    if not questions:
+        _fail(f"the {split} split of {data} is empty; use --split all")
+    questions = questions[:limit] if limit else questions
+    if sweep or allocate:
+        _eval_batch(db, questions, sweep=sweep, allocate=allocate, budgets=budgets, policies=policies, policy=policy,
+                    controller=controller, total_budget=total_budget, workers=workers, out=out, groups=_groups(GROUPS_DEFAULT))
+        return
     options = _policy_options(policy, controller)
     try:
-        questions = load_questions(data, limit=limit)
         ponder = _open_ponder(db, config_file)
         ask = partial(ponder.ask, policy_options=options, probe_rate=probe_rate, probe_seed=probe_seed)
         with Progress(console=error_console, transient=True, disable=as_json) as bar:
@@ -440,6 +469,64 @@ def evaluate(
         )
     console.print(f"policy {policy}, budget {budget:.0f}, index version {ponder.version}")
     console.print(table)
+
+
+GROUPS_DEFAULT = "public"
+
+
+def _budget_list(text: str) -> list[float]:
+    values = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            values.append(float(part))
+        except ValueError:
+            _fail(f"--budgets needs comma-separated numbers of tokens, such as 500,1000,2000; got {part.strip()!r}")
+    return values
+
+
+def _eval_batch(db, questions, *, sweep, allocate, budgets, policies, policy, controller, total_budget, workers, out, groups) -> None:
+    """Run a budget sweep or an allocation comparison and write its files into ``out``."""
+    from rich.progress import Progress
+
+    from jobs.sweep import run_allocation, run_sweep
+    from jobs.sweep_report import allocation_markdown, equal_cost_markdown, sweep_table_markdown, write_allocation, write_sweep
+
+    if out is None:
+        _fail("--sweep and --allocate write several files; pass --out FOLDER")
+    if allocate is not None and allocate != "global":
+        _fail(f"unknown --allocate {allocate!r}; use --allocate global")
+    if allocate and total_budget is None:
+        _fail("--allocate global needs --total-budget N, the tokens for the whole batch")
+    controller_path = str(controller) if controller else None
+    if controller is not None and not controller.exists():
+        _fail(f"controller model not found: {controller}; train one with ponder controller train")
+    try:
+        with Progress(console=error_console, transient=True) as bar:
+            task = bar.add_task("questions", total=len(questions))
+
+            def advance(done: int) -> None:
+                bar.update(task, completed=done)
+
+            if sweep:
+                budget_values = _budget_list(budgets)
+                names = [name.strip() for name in policies.split(",") if name.strip()]
+                result = run_sweep(db, questions, policies=names, budgets=budget_values, controller=controller_path,
+                                   workers=workers, groups=groups, progress=advance)
+            else:
+                result = run_allocation(db, questions, total_budget=total_budget, policy=policy, controller=controller_path,
+                                        workers=workers, groups=groups, progress=advance)
+    except (*_known_errors(), ValueError) as error:
+        _fail(str(error))
+    if sweep:
+        paths = write_sweep(result, out)
+        console.print(sweep_table_markdown(result), highlight=False)
+        console.print(equal_cost_markdown(result), highlight=False)
+    else:
+        paths = write_allocation(result, out)
+        console.print(allocation_markdown(result), highlight=False)
+    console.print("wrote " + ", ".join(str(path) for path in paths.values()), highlight=False)
 
 
 @app.command()

@@ -97,39 +97,42 @@ def evaluate(
         started = time.perf_counter()
         result = ask(record["question"], policy=policy, budget=budget, gold=record["answers"])
         latency = (time.perf_counter() - started) * 1000
-        gold_docs = {p["pid"] for p in record.get("paragraphs", []) if p.get("is_supporting")}
-        ranked = evidence_ranking(result)
-        rows.append(
-            {
-                "id": record.get("id"),
-                "type": record.get("type") or "unknown",
-                "question": record["question"],
-                "gold": record["answers"][0],
-                "answer": result.answer,
-                "em": exact_match(result.answer, record["answers"]),
-                "f1": token_f1(result.answer, record["answers"]),
-                "recall@5": len(gold_docs & set(ranked[:5])) / len(gold_docs) if gold_docs else None,
-                "cost": result.cost,
-                "latency_ms": latency,
-                "abstained": result.abstained,
-                "steps": len(result.steps),
-                "episode_id": result.episode_id,
-            }
-        )
+        rows.append(score_episode(record, result, latency))
         if progress:
             progress(number, len(questions))
-    summary = {"overall": _summarise(rows)}
+    summary = {"overall": summarise(rows)}
     by_type: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         by_type[row["type"]].append(row)
-    summary["by_type"] = {name: _summarise(group) for name, group in sorted(by_type.items())}
+    summary["by_type"] = {name: summarise(group) for name, group in sorted(by_type.items())}
     summary["policy"] = policy
     summary["budget"] = budget
     summary["questions"] = rows
     return summary
 
 
-def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def score_episode(record: dict[str, Any], result: EpisodeResult, latency_ms: float) -> dict[str, Any]:
+    """Score one episode against its question record: one row of the evaluation."""
+    gold_docs = {p["pid"] for p in record.get("paragraphs", []) if p.get("is_supporting")}
+    ranked = evidence_ranking(result)
+    return {
+        "id": record.get("id"),
+        "type": record.get("type") or "unknown",
+        "question": record["question"],
+        "gold": record["answers"][0],
+        "answer": result.answer,
+        "em": exact_match(result.answer, record["answers"]),
+        "f1": token_f1(result.answer, record["answers"]),
+        "recall@5": len(gold_docs & set(ranked[:5])) / len(gold_docs) if gold_docs else None,
+        "cost": result.cost,
+        "latency_ms": latency_ms,
+        "abstained": result.abstained,
+        "steps": len(result.steps),
+        "episode_id": result.episode_id,
+    }
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     recalls = [row["recall@5"] for row in rows if row["recall@5"] is not None]
     costs = [row["cost"] for row in rows]
     latencies = [row["latency_ms"] for row in rows]

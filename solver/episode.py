@@ -262,7 +262,8 @@ class Solver:
             state.info["hop_query"] = query
         if state.remaining < RETRIEVAL_OVERHEAD_TOKENS + 1:
             return 0.0, 0, 0, "skipped: budget too small for a retrieval"
-        found, candidates = self.toolbox.retrieve(action.name, query, state, limit=action.limit)
+        mode = dict(action.args).get("mode", "hybrid")
+        found, candidates = self.toolbox.retrieve(action.name, query, state, limit=action.limit, mode=mode)
         retrieval = state.count_retrievals()
         fresh = []
         for rank, item in enumerate(found):

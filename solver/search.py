@@ -25,6 +25,8 @@ RRF_K = 60
 IN_MEMORY_MAX_ROWS = 300_000
 _QUERY_CHARS = re.compile(r"[^\w\s'-]+", re.UNICODE)
 MAX_QUERY_CHARS = 2_000
+# Other names of the single-list modes: "dense" for vector search, "fts" for full text.
+MODE_ALIASES = {"dense": "vector", "fts": "text"}
 
 
 class QueryError(ValueError):
@@ -163,10 +165,12 @@ class ChunkSearcher:
     ) -> list[ChunkHit]:
         """Return the best ``limit`` chunks for ``query`` that the caller's groups may read.
 
-        ``mode`` is "hybrid" (reciprocal rank fusion of both lists), "vector" or "text".
+        ``mode`` is "hybrid" (reciprocal rank fusion of both lists), "vector" (also
+        spelled "dense") or "text" (also spelled "fts").
         """
+        mode = MODE_ALIASES.get(mode, mode)
         if mode not in {"hybrid", "vector", "text"}:
-            message = f"unknown search mode {mode!r}; use one of: hybrid, vector, text"
+            message = f"unknown search mode {mode!r}; use one of: hybrid, vector (dense), text (fts)"
             raise QueryError(message)
         clean_query(query)
         if not groups:

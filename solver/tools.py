@@ -46,11 +46,20 @@ class Toolbox:
         state.info["entity_names"] = [entity.surface or entity.name for entity in linked[:6]]
         state.info["has_tables"] = self.has_tables
 
-    def retrieve(self, source: str, query: str, state: EpisodeState, *, limit: int) -> tuple[list[Evidence], list[Candidate]]:
-        """Run one retrieval; returns evidence in rank order and any ready-made candidates."""
+    def retrieve(
+        self, source: str, query: str, state: EpisodeState, *, limit: int, mode: str = "hybrid"
+    ) -> tuple[list[Evidence], list[Candidate]]:
+        """Run one retrieval; returns evidence in rank order and any ready-made candidates.
+
+        ``mode`` picks the chunk search arm: "hybrid", "dense" or "fts". The graph and
+        table sources have a single arm and accept only "hybrid".
+        """
         hop = 1 if query != state.question else 0
+        if source != "chunks" and mode != "hybrid":
+            message = f"search mode {mode!r} applies only to chunk retrieval, not to {source!r}; drop the mode"
+            raise ValueError(message)
         if source == "chunks":
-            hits = self.chunks.search(query, groups=state.groups, limit=limit)
+            hits = self.chunks.search(query, groups=state.groups, limit=limit, mode=mode)
             found = [
                 Evidence(
                     evidence_id=hit.chunk_id,
