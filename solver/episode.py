@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from indexer.embedding import count_tokens
 from solver.evidence import Candidate, Evidence
+from solver.support import question_support
 from solver.state import (
     EMBEDDED_TIER,
     REASON,
@@ -115,6 +116,7 @@ def step_to_dict(step: StepRecord) -> dict[str, Any]:
         "confidence_after": round(step.confidence_after, 4),
         "top_answer": step.top_answer,
         "note": step.note,
+        "evidence_ids": list(step.evidence_ids),
         "features": {key: round(value, 4) for key, value in step.features.items()},
     }
 
@@ -169,10 +171,11 @@ class Solver:
     def _run(self, state: EpisodeState, action: Action, features: dict[str, float], index: int) -> StepRecord:
         before = state.confidence
         started = time.perf_counter()
+        evidence_ids: list[str] = []
         if action.kind == RETRIEVE:
-            cost, new, supporting, note = self._retrieve(state, action)
+            cost, new, supporting, note = self._retrieve(state, action, evidence_ids)
         elif action.kind == REASON:
-            cost, new, supporting, note = self._reason(state, action)
+            cost, new, supporting, note = self._reason(state, action, evidence_ids)
         else:  # pragma: no cover - Action validates kinds
             raise ValueError(action.kind)
         state.spent += cost
@@ -189,9 +192,11 @@ class Solver:
             confidence_after=state.confidence,
             top_answer=top.text if top else "",
             note=note,
+            evidence_ids=list(dict.fromkeys(evidence_ids)),
         )
 
-    def _retrieve(self, state: EpisodeState, action: Action) -> tuple[float, int, int, str]:
+    def _retrieve(self, state: EpisodeState, action: Action, evidence_ids: list[str]) -> tuple[float, int, int, str]:
+        """Run a retrieval; adds the ids of the evidence it returned to ``evidence_ids``."""
         query = action.query or state.question
         state.done_queries.add((action.name, query))
         if query != state.question:
@@ -205,6 +210,7 @@ class Solver:
             known = state.evidence.get(item.evidence_id)
             if known is not None:
                 # Found again: it now ranks with this retrieval's results, at no new cost.
+                evidence_ids.append(known.evidence_id)
                 known.details["retrieval"] = retrieval
                 known.details["rank"] = rank
                 known.hop = max(known.hop, item.hop)
@@ -222,6 +228,7 @@ class Solver:
             used += item.n_tokens
         note = f"{len(kept)} of {len(fresh)} new results kept" if len(kept) < len(fresh) else f"{len(kept)} new results"
         for item in kept:
+            evidence_ids.append(item.evidence_id)
             item.details["order"] = len(state.evidence)
             state.evidence[item.evidence_id] = item
         if candidates:
@@ -229,7 +236,8 @@ class Solver:
         supporting = self._count_supporting(state, kept)
         return float(RETRIEVAL_OVERHEAD_TOKENS + used), len(kept), supporting, note
 
-    def _reason(self, state: EpisodeState, action: Action) -> tuple[float, int, int, str]:
+    def _reason(self, state: EpisodeState, action: Action, evidence_ids: list[str]) -> tuple[float, int, int, str]:
+        """Run a reasoning step; adds the ids of the evidence it read to ``evidence_ids``."""
         tier = self.tiers.get(action.tier)
         if tier is None:
             message = f"unknown model tier {action.tier!r}; configured tiers: {sorted(self.tiers)}"
@@ -251,6 +259,8 @@ class Solver:
             used += item.n_tokens
         reservation = tier.cost(question_tokens + used, output_tokens)
         operation = action.name
+        if operation in {"bridge", "synthesize", "compare"} or (operation == "verify" and state.top is not None):
+            evidence_ids.extend(item.evidence_id for item in evidence)
         note = ""
         supporting = 0
         if operation == "decompose":
@@ -305,6 +315,8 @@ class Solver:
             note = f"support {support:.2f}"
         elif operation == "compute":
             result = self.toolbox.compute(state.question, state)
+            evidence_ids.extend(item.evidence_id for item in state.evidence.values() if item.kind == "table")
+            evidence_ids.extend(evidence_id for candidate in result.output for evidence_id in candidate.support)
             self._merge_candidates(state, result.output)
             note = result.output[0].derivation if result.output else "nothing to compute"
         else:  # pragma: no cover - Action validates names
@@ -340,7 +352,11 @@ class Solver:
     def _finish(self, state: EpisodeState, policy: Policy, last: Action | None, started: float) -> EpisodeResult:
         abstain_requested = last is not None and last.kind == STOP and last.name == "abstain"
         top = state.top
-        abstained = abstain_requested or top is None
+        # However confident the reasoner is, an answer drawn from evidence that does not
+        # speak about the question is a guess: an off-corpus question abstains.
+        support = question_support(state.question, state.evidence.values())
+        state.info["support"] = support
+        abstained = abstain_requested or top is None or support.is_off_corpus()
         citations: list[Citation] = []
         if top is not None and not abstained:
             for evidence_id in top.support[:3]:

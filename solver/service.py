@@ -52,8 +52,12 @@ class Ponder:
         gold: list[str] | None = None,
         on_step: Callable[[StepRecord], None] | None = None,
         policy_options: dict | None = None,
+        user: str | None = None,
     ) -> EpisodeResult:
-        """Run one episode and record its trace."""
+        """Run one episode and record its trace.
+
+        ``user`` names the caller in the trace; it defaults to the operating-system user.
+        """
         from solver.search import clean_query
 
         clean_query(question)
@@ -71,7 +75,7 @@ class Ponder:
             on_step=on_step,
         )
         if self.traces is not None:
-            self.traces.record(result, gold=gold)
+            self.traces.record(result, gold=gold, user=user)
         return result
 
     def close(self) -> None:

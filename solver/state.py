@@ -91,6 +91,7 @@ class StepRecord:
     confidence_after: float = 0.0
     top_answer: str = ""
     note: str = ""  # what happened, such as "budget too small: 3 of 5 chunks kept"
+    evidence_ids: list[str] = field(default_factory=list)  # evidence the step returned or read
 
     @property
     def confidence_delta(self) -> float:

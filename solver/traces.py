@@ -75,6 +75,7 @@ STEPS = pa.schema(
         ("top_answer", pa.string()),
         ("note", pa.string()),
         ("features", FEATURES),
+        ("evidence_ids", pa.list_(pa.string())),  # evidence the step returned or read
     ]
 )
 
@@ -95,6 +96,8 @@ class TraceStore:
         for name, schema in (("episodes", EPISODES), ("steps", STEPS)):
             if name not in existing:
                 self.store.db.create_table(name, schema=schema)
+            else:
+                _add_missing_columns(self.store.open(name), schema)
 
     def record(self, result: EpisodeResult, *, gold: list[str] | None = None, user: str | None = None) -> None:
         """Buffer one episode; with ``gold`` answers its outcome is scored now."""
@@ -150,6 +153,7 @@ class TraceStore:
                     "top_answer": step.top_answer,
                     "note": step.note,
                     "features": {name: float(step.features.get(name, 0.0)) for name in FEATURE_NAMES},
+                    "evidence_ids": list(step.evidence_ids),
                 }
             )
         if len(self._episodes) >= self.flush_every:
@@ -182,7 +186,7 @@ class TraceStore:
         steps = pl.from_arrow(self.store.open("steps").to_arrow())
         episodes = pl.from_arrow(self.store.open("episodes").to_arrow()).select(
             "episode_id", "question", "policy", "budget", "groups", "user", "answer", "outcome", "outcome_source",
-            "exact_match", "f1", "cost", "abstained",
+            "exact_match", "f1", "cost", "abstained", "citations_json",
         ).rename({"cost": "episode_cost", "answer": "final_answer"})
         return steps.join(episodes, on="episode_id", how="left").sort(["episode_id", "step_index"])
 
@@ -204,6 +208,15 @@ class TraceStore:
         else:
             frame.write_parquet(out)
         return frame.height
+
+
+def _add_missing_columns(table, schema: pa.Schema) -> None:
+    """Add the columns a trace table written by an older release lacks, as nulls."""
+    present = set(table.schema.names)
+    missing = [field for field in schema if field.name not in present]
+    if missing:
+        logger.info("adding trace columns %s to %s", [field.name for field in missing], table.name)
+        table.add_columns(missing)
 
 
 def _user() -> str:
