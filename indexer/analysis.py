@@ -196,7 +196,7 @@ def _needs_boundary(character: str) -> bool:
 
 
 def _has_symbol(text: str) -> bool:
-    """Return whether ``text`` holds a pictographic symbol such as an emoji."""
+    """Return whether ``text`` contains a pictographic symbol such as an emoji."""
     return any(unicodedata.category(character) == "So" for character in text)
 
 

@@ -73,7 +73,7 @@ def build_rows(results: list[tuple], run_id: str) -> dict[str, pa.Table]:
 def vector_problem(analysis: Analysis, chunk_vectors: Any, entity_vectors: dict[str, Any]) -> str | None:
     """Describe what is wrong with one document's embeddings, or return None when nothing is.
 
-    A vector is unusable when it is missing, has the wrong length, holds NaN or infinity,
+    A vector is unusable when it is missing, has the wrong length, contains NaN or infinity,
     or is all zeros (the embedder returns unit-length vectors).
     """
     dimension = CHUNKS.field("vector").type.list_size

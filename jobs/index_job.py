@@ -299,7 +299,7 @@ def _apply_plan(
     with timer("delete"):
         touched_entities |= writer.entity_ids_of_documents(store, plan.deleted + sorted(changed_ids))
         # A changed document's old rows go only when its new rows are written (in
-        # _flush), so a document rejected during the run keeps its previous version.
+        # _Batch.flush), so a document rejected during the run keeps its previous version.
         store.delete_documents(plan.deleted)
 
     entity_vectors: dict[str, Any] = {}

@@ -1,9 +1,9 @@
 """How well the gathered evidence supports a question: the basis of abstaining off-corpus.
 
 A question the corpus cannot answer still retrieves something, because search always
-returns its nearest chunks. What gives it away is that no single piece of evidence
-speaks about the question: the best one shares few of the question's content words and
-none of the names it asks about. Both measures read only the question and the evidence
+returns its nearest chunks. What gives it away is that no single piece of evidence is
+about the question. The best one shares few of the question's content words and none
+of the names in it. Both measures read only the question and the evidence
 texts, so they cost nothing in the budget.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from solver.evidence import Evidence
 
-# English function words, question words and auxiliaries: they say nothing about the topic.
+# English function words, question words and auxiliaries, which carry no topic.
 STOPWORDS = frozenset(
     """
     a about above after again against all also am an and any are as at be because been before being below
@@ -39,7 +39,7 @@ _MIN_LENGTH = 3
 # Words are compared on their first characters, a crude stem: "portrayed" meets "portrays".
 _STEM_LENGTH = 5
 _WORD = re.compile(r"\w+", re.UNICODE)
-# A capitalised word that does not start the question: a name the question asks about.
+# A capitalised word that does not start the question is taken as a name.
 _NAME = re.compile(r"(?<!^)(?<![.?!]\s)\b[A-Z][\w'’-]*")
 
 
