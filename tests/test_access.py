@@ -293,11 +293,20 @@ def _evidence_groups(access_index) -> dict[str, set[str]]:
     return groups
 
 
+# Questions that a public caller can answer, asked besides those about restricted facts.
+PUBLIC_QUESTIONS = [
+    "In which city was Acme Corporation founded?",
+    "What does Acme Corporation make?",
+    "What was the Anvil sales figure in 2024?",
+]
+
+
 @pytest.mark.parametrize(("user", "caller"), [("alice", PUBLIC), ("bob", FINANCE), (None, PUBLIC)])
 def test_exported_trace_leads_to_sources(ponder, access_index, tmp_path, user, caller):
     import getpass
 
-    results = [ponder.ask(question, budget=3000, groups=caller, user=user) for question in QUESTIONS]
+    questions = PUBLIC_QUESTIONS + QUESTIONS
+    results = [ponder.ask(question, budget=3000, groups=caller, user=user) for question in questions]
     out = tmp_path / "steps.jsonl"
     ponder.traces.export(out)
 
@@ -314,4 +323,4 @@ def test_exported_trace_leads_to_sources(ponder, access_index, tmp_path, user, c
         assert [evidence_id for evidence_id in step_ids if evidence_id not in sources] == []
         assert [evidence_id for evidence_id in step_ids if not sources[evidence_id] & set(caller)] == []
         cited += bool(citations)
-    assert cited >= len(QUESTIONS) // 2
+    assert cited >= len(PUBLIC_QUESTIONS)
