@@ -324,3 +324,13 @@ def test_read_only_index_rejected(tmp_path, ray_local):
     finally:
         for path, mode in modes.items():
             path.chmod(stat.S_IMODE(mode))
+
+
+def test_run_record_names_user_and_host(kill_setup):
+    import getpass
+    import socket
+
+    run = IndexStore(str(kill_setup["reference"])).current_run()
+
+    assert run.row["user"] == getpass.getuser()
+    assert run.row["host"] == socket.gethostname()
