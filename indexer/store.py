@@ -98,10 +98,11 @@ def is_storage_error(error: BaseException) -> bool:
     return isinstance(error, OSError) or (isinstance(error, RuntimeError) and "LanceError(IO)" in str(error))
 
 
-def write_error(uri: str, error: BaseException, *, version: int | None) -> IndexWriteError:
+def write_error(uri: str, error: BaseException, *, version: int | None, wrote: bool = True) -> IndexWriteError:
     """Build the error for a write to ``uri`` that failed with ``error``.
 
     ``version`` is the index version readers still see, None when there is none yet.
+    ``wrote`` is False when the failure came before the run wrote anything.
     """
     text = str(error)
     code = storage_errno(error)
@@ -115,10 +116,8 @@ def write_error(uri: str, error: BaseException, *, version: int | None) -> Index
         cause = "a storage error"
         fix = "fix the storage problem named above"
     kept = f"Readers still see index version {version}" if version else "No index version was recorded"
-    message = (
-        f"writing the index at {uri} failed: {cause} ({text}). {kept}; the next run undoes this "
-        f"run's partial writes. To fix: {fix}, then run ponder index again."
-    )
+    cleanup = "the next run undoes this run's partial writes" if wrote else "this run wrote nothing"
+    message = f"writing the index at {uri} failed: {cause} ({text}). {kept}; {cleanup}. To fix: {fix}, then run ponder index again."
     return IndexWriteError(message)
 
 
@@ -315,7 +314,7 @@ class IndexStore:
         for candidate in folders:
             if not os.access(candidate, os.W_OK | os.X_OK):
                 error = PermissionError(errno.EACCES, "Permission denied", str(candidate))
-                raise write_error(self.uri, error, version=self._readable_version())
+                raise write_error(self.uri, error, version=self._readable_version(), wrote=False)
 
     def _readable_version(self) -> int | None:
         """Return the index version readers see, or None when there is none or it cannot be read."""
@@ -345,7 +344,7 @@ class IndexStore:
             path.mkdir(parents=True, exist_ok=True)
             handle = open(path / LOCK_FILE, "a+")
         except OSError as error:
-            raise write_error(self.uri, error, version=self._readable_version()) from error
+            raise write_error(self.uri, error, version=self._readable_version(), wrote=False) from error
         try:
             flags = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
             try:

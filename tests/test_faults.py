@@ -26,7 +26,7 @@ from indexer.config import IndexConfig
 from indexer.embedding import Embedder
 from indexer.faults import FaultConfigError, FaultPlan
 from indexer.schema import DATA_TABLES
-from indexer.store import IndexStore, IndexWriteError, Snapshot
+from indexer.store import IndexStore, IndexWriteError, Snapshot, is_storage_error, storage_errno, write_error
 from jobs.index_job import run_index
 from solver.search import ChunkSearcher
 
@@ -56,8 +56,9 @@ RUN_SETTINGS = "[index]\nbatch_size = 1\nflush_documents = 2\nanalyzers = 1\nemb
 
 # Points the second run passes for certain, whatever order Ray returns the documents
 # in. ``delete`` counts 7 tables for the deleted document and 7 for the changed one.
-# ``write`` counts at least 4 non-empty tables in each of the 3 flushes, but only 8 are
-# listed because a flush holding the two CSV documents writes fewer text tables.
+# ``write`` counts the non-empty tables of each of the 3 flushes. Every flush writes at
+# least 3 (documents, chunks and mentions, or documents, tables and cells), so the
+# first 9 writes are certain and 8 are listed.
 KILL_POINTS = (
     [("delete", n) for n in range(1, 15)]
     + [("analysis", n) for n in range(1, V2_PROCESSED + 1)]
@@ -113,7 +114,7 @@ def assert_same_index(db: Path, reference: Path) -> None:
 
 
 def reader_view(db: Path, embedder: Embedder, version: int | None = None) -> dict:
-    """What a reader of one index version sees: its version, row counts and search results."""
+    """Return what readers of one index version get: its version, row counts and search results."""
     snapshot = Snapshot.open(str(db), version=version)
     searcher = ChunkSearcher(snapshot, embedder)
     return {
@@ -306,6 +307,30 @@ def test_write_failure_keeps_previous_version(tmp_path, ray_local, monkeypatch, 
 
     monkeypatch.delenv("PONDER_FAULT_AFTER")
     assert run_index(corpus, str(db)).version == 2
+
+
+# The text of the error LanceDB 0.40 raised when an unprivileged user added rows to a
+# read-only table folder.
+LANCE_PERMISSION_ERROR = (
+    'lance error: LanceError(IO): Permission denied (os error 13) at path "/srv/index/chunks.lance/data/.tmp1", '
+    "lance-io-13.0.0/src/object_store.rs:1006:34"
+)
+
+
+def test_lance_permission_error_explained():
+    error = RuntimeError(LANCE_PERMISSION_ERROR)
+
+    message = str(write_error("/srv/index", error, version=3))
+
+    assert is_storage_error(error)
+    assert storage_errno(error) == 13
+    assert "permission denied" in message
+    assert "chmod -R u+w /srv/index" in message
+    assert "Readers still see index version 3" in message
+
+
+def test_other_runtime_error_not_storage():
+    assert not is_storage_error(RuntimeError("embedding stage returned 3 vectors for 4 chunks"))
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders, so chmod cannot make one")
