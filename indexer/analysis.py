@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import logging
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 
@@ -172,6 +173,31 @@ def title_name(title: str) -> str:
     """Return the title without a trailing parenthetical: "Theodred II (Bishop of Elmham)" -> "Theodred II"."""
     stripped = _TRAILING_PARENTHETICAL.sub("", title).strip()
     return stripped or title.strip()
+
+
+# Scripts written without spaces between words: a title in them can be followed or
+# preceded directly by other words ("東京タワーは..."), so no word boundary is required there.
+_UNSPACED_SCRIPTS = ("CJK", "HIRAGANA", "KATAKANA", "HANGUL", "THAI", "LAO", "KHMER", "MYANMAR", "HALFWIDTH KATAKANA")
+
+
+def _title_pattern(name: str) -> str:
+    """Build the regular expression that finds a title name in text, whitespace-tolerant."""
+    body = r"\s+".join(re.escape(word) for word in name.split())
+    left = r"(?<!\w)" if _needs_boundary(name[0]) else ""
+    right = r"(?!\w)" if _needs_boundary(name[-1]) else ""
+    return left + body + right
+
+
+def _needs_boundary(character: str) -> bool:
+    """Return whether a title edge character must sit at a word boundary."""
+    if not re.match(r"\w", character):
+        return False
+    return not unicodedata.name(character, "").startswith(_UNSPACED_SCRIPTS)
+
+
+def _has_symbol(text: str) -> bool:
+    """Return whether ``text`` contains a pictographic symbol such as an emoji."""
+    return any(unicodedata.category(character) == "So" for character in text)
 
 
 def title_head(name: str) -> str | None:
@@ -525,8 +551,7 @@ class DocumentAnalyzer:
         """
         title_matches: dict[int, list[tuple[int, int]]] = {}
         if title_names:
-            words = [r"\s+".join(re.escape(word) for word in name.split()) for name in title_names]
-            pattern = r"(?<!\w)(?:" + "|".join(words) + r")(?!\w)"
+            pattern = "|".join(_title_pattern(name) for name in sorted(title_names, key=len, reverse=True))
             segment_starts = [segment.start for segment in segments]
             for match in re.finditer(pattern, document.text):
                 index = bisect.bisect_right(segment_starts, match.start()) - 1
@@ -545,9 +570,12 @@ class DocumentAnalyzer:
                 continue
             spans = self._segment_spans(segment, title_matches.get(segment_index, []))
             starts = sentence_starts[segment_index]
-            for span, label, ner_label in spans:
-                surface = span.text
-                if not any(character.isalnum() for character in surface):
+            for span, label, ner_label, exact in spans:
+                # A title match keeps its exact characters even when tokens run past it,
+                # as they do in scripts written without spaces.
+                char_start, char_end = exact or (span.start_char + segment.offset, span.end_char + segment.offset)
+                surface = document.text[char_start:char_end] if exact else span.text
+                if not any(character.isalnum() for character in surface) and not (exact and _has_symbol(surface)):
                     continue
                 raw_key = entity_key(surface)
                 if not raw_key:
@@ -562,8 +590,8 @@ class DocumentAnalyzer:
                         start_token=span.start,
                         end_token=span.end,
                         root=span.root.i,
-                        char_start=span.start_char + segment.offset,
-                        char_end=span.end_char + segment.offset,
+                        char_start=char_start,
+                        char_end=char_end,
                         surface=surface,
                         label=label,
                         raw_key=raw_key,
@@ -574,7 +602,11 @@ class DocumentAnalyzer:
         return mentions
 
     def _segment_spans(self, segment: ParsedSegment, title_matches: list[tuple[int, int]]) -> list:
-        """Return (span, label, spaCy label) for the graph mentions of one segment, in no particular order."""
+        """Return the graph mentions of one segment, in no particular order.
+
+        Each is (span, label, spaCy label, exact), where ``exact`` is the document offsets
+        of a title match and None for other mentions.
+        """
         doc = segment.doc
         entities = list(doc.ents)
         entity_of = [-1] * len(doc)
@@ -594,13 +626,13 @@ class DocumentAnalyzer:
                 continue
             replaced |= overlapping
             ner_label = entities[min(overlapping)].label_ if overlapping else TITLE_LABEL
-            spans.append((span, TITLE_LABEL, ner_label))
+            spans.append((span, TITLE_LABEL, ner_label, (start, end)))
             occupied[span.start : span.end] = b"\x01" * len(span)
 
         for index, entity in enumerate(entities):
             occupied[entity.start : entity.end] = b"\x01" * len(entity)
             if index not in replaced and entity.label_ not in NON_GRAPH_LABELS:
-                spans.append((entity, entity.label_, entity.label_))
+                spans.append((entity, entity.label_, entity.label_, None))
 
         for chunk in doc.noun_chunks:
             root = chunk.root
@@ -611,7 +643,7 @@ class DocumentAnalyzer:
                 start += 1
             if occupied.find(1, start, chunk.end) != -1:
                 continue
-            spans.append((doc[start : chunk.end], NOUN_PHRASE_LABEL, NOUN_PHRASE_LABEL))
+            spans.append((doc[start : chunk.end], NOUN_PHRASE_LABEL, NOUN_PHRASE_LABEL, None))
             occupied[start : chunk.end] = b"\x01" * (chunk.end - start)
         return spans
 

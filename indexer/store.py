@@ -10,11 +10,14 @@ The next run first restores any table that moved past the last completed run.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import getpass
 import ipaddress
 import json
 import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -29,6 +32,7 @@ from urllib.parse import urlparse
 import lancedb
 import pyarrow as pa
 
+from indexer import faults
 from indexer.schema import DATA_TABLES, INDEX_RUNS, PER_DOCUMENT_TABLES
 
 logger = logging.getLogger("ponder.store")
@@ -66,6 +70,62 @@ class IndexBusyError(StoreError):
 
 class IndexMismatchError(StoreError):
     """The index was built with settings that this run cannot mix with."""
+
+
+class IndexWriteError(StoreError):
+    """The database cannot be written: a full disk, a read-only folder, a storage failure."""
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_NOT_PERMITTED = (errno.EACCES, errno.EPERM, errno.EROFS)
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def storage_errno(error: BaseException) -> int | None:
+    """Return the operating-system error number behind a failed storage call, if any.
+
+    Python raises OSError. LanceDB 0.40 raises RuntimeError with the number in its text,
+    such as "LanceError(IO): Permission denied (os error 13)".
+    """
+    if isinstance(error, OSError):
+        return error.errno
+    match = _OS_ERROR.search(str(error))
+    return int(match.group(1)) if match else None
+
+
+def is_storage_error(error: BaseException) -> bool:
+    """Return whether ``error`` is a failed read or write of the database's storage."""
+    return isinstance(error, OSError) or (isinstance(error, RuntimeError) and "LanceError(IO)" in str(error))
+
+
+def write_error(uri: str, error: BaseException, *, version: int | None, wrote: bool = True) -> IndexWriteError:
+    """Build the error for a write to ``uri`` that failed with ``error``.
+
+    ``version`` is the index version readers still see, None when there is none yet.
+    ``wrote`` is False when the failure came before the run wrote anything.
+    """
+    text = str(error)
+    code = storage_errno(error)
+    if code in _NO_SPACE or "No space left" in text:
+        cause = "no space left on the device that holds it"
+        fix = "free space on that device, or pass --db a folder on a device with room"
+    elif code in _NOT_PERMITTED or "Permission denied" in text or "Read-only file system" in text:
+        cause = "permission denied"
+        fix = f"make {uri} and everything in it writable by user {_user_name()} (for example chmod -R u+w {uri}), or pass --db a writable folder"
+    else:
+        cause = "a storage error"
+        fix = "fix the storage problem named above"
+    kept = f"Readers still see index version {version}" if version else "No index version was recorded"
+    cleanup = "the next run undoes this run's partial writes" if wrote else "this run wrote nothing"
+    message = f"writing the index at {uri} failed: {cause} ({text}). {kept}; {cleanup}. To fix: {fix}, then run ponder index again."
+    return IndexWriteError(message)
+
+
+def _user_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER", "unknown")
 
 
 def quote(value: str) -> str:
@@ -232,6 +292,38 @@ class IndexStore:
         """Latest version of every data table."""
         return {name: self.open(name).version for name in DATA_TABLES}
 
+    def check_writable(self) -> None:
+        """Raise :class:`IndexWriteError` when a local index folder cannot be written.
+
+        Checks the folder (or the nearest existing parent it would be created in) and
+        the folders of its tables, so a read-only index fails before any write. Object
+        stores are not checked here; their write errors surface when the run writes.
+        NOTE: the check uses os.access, which grants the root user everything, so a
+        read-only folder written by root fails only at the first write.
+        """
+        if not is_local_uri(self.uri):
+            return
+        path = local_path(self.uri)
+        folder = path
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        folders = [folder]
+        if folder == path:
+            for table in path.glob("*.lance"):
+                folders += [table] + [child for child in table.iterdir() if child.is_dir()]
+        for candidate in folders:
+            if not os.access(candidate, os.W_OK | os.X_OK):
+                error = PermissionError(errno.EACCES, "Permission denied", str(candidate))
+                raise write_error(self.uri, error, version=self._readable_version(), wrote=False)
+
+    def _readable_version(self) -> int | None:
+        """Return the index version readers see, or None when there is none or it cannot be read."""
+        try:
+            current = self.current_run()
+        except (OSError, RuntimeError, ValueError):
+            return None
+        return current.version if current else None
+
     # -- locking --------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -248,8 +340,11 @@ class IndexStore:
                 yield
             return
         path = local_path(self.uri)
-        path.mkdir(parents=True, exist_ok=True)
-        handle = open(path / LOCK_FILE, "a+")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            handle = open(path / LOCK_FILE, "a+")
+        except OSError as error:
+            raise write_error(self.uri, error, version=self._readable_version(), wrote=False) from error
         try:
             flags = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
             try:
@@ -374,11 +469,13 @@ class IndexStore:
             return
         for name in [*PER_DOCUMENT_TABLES, "documents"]:
             table = self.open(name)
+            faults.reach("delete")
             for start in range(0, len(doc_ids), _DELETE_BATCH):
                 table.delete(in_filter("doc_id", doc_ids[start : start + _DELETE_BATCH]))
 
     def add_rows(self, name: str, rows: pa.Table) -> None:
         if rows.num_rows:
+            faults.reach("write")
             self.open(name).add(rows)
 
 

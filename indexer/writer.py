@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from indexer import faults
 from indexer.config import IndexConfig
 from indexer.normalize import entity_id
 from indexer.records import Analysis, Document, stable_hash
@@ -29,7 +30,14 @@ from indexer.store import IndexStore, in_filter
 
 logger = logging.getLogger("ponder.writer")
 
-__all__ = ["build_rows", "entity_id", "entity_ids_of_documents", "refresh_entities", "refresh_indexes"]
+__all__ = [
+    "build_rows",
+    "entity_id",
+    "entity_ids_of_documents",
+    "refresh_entities",
+    "refresh_indexes",
+    "vector_problem",
+]
 
 _MAX_ALIASES = 12
 # Labels that name the entity better than others when mentions disagree.
@@ -62,11 +70,41 @@ def build_rows(results: list[tuple], run_id: str) -> dict[str, pa.Table]:
     }
 
 
+def vector_problem(analysis: Analysis, chunk_vectors: Any, entity_vectors: dict[str, Any]) -> str | None:
+    """Describe what is wrong with one document's embeddings, or return None when nothing is.
+
+    A vector is unusable when it is missing, has the wrong length, contains NaN or infinity,
+    or is all zeros (the embedder returns unit-length vectors).
+    """
+    dimension = CHUNKS.field("vector").type.list_size
+    matrix = np.asarray(chunk_vectors, dtype=np.float32)
+    if matrix.ndim != 2 or matrix.shape[0] != len(analysis.chunks) or (matrix.size and matrix.shape[1] != dimension):
+        return (
+            f"embedding returned {matrix.shape[0] if matrix.ndim else 0} vectors of shape {matrix.shape} "
+            f"for {len(analysis.chunks)} chunks; expected {dimension} dimensions per chunk"
+        )
+    bad_chunks = int(_bad_rows(matrix).sum()) if matrix.size else 0
+    if bad_chunks:
+        return f"embedding returned empty or non-finite (NaN or infinite) vectors for {bad_chunks} of {len(analysis.chunks)} chunks"
+    bad_names = []
+    for key, (name, _) in analysis.entity_names.items():
+        vector = np.asarray(entity_vectors.get(key, ()), dtype=np.float32).reshape(-1)
+        if vector.shape != (dimension,) or _bad_rows(vector[None, :])[0]:
+            bad_names.append(name)
+    if bad_names:
+        return f"embedding returned empty or non-finite vectors for the entity names {sorted(bad_names)[:5]}"
+    return None
+
+
+def _bad_rows(matrix: np.ndarray) -> np.ndarray:
+    return ~np.isfinite(matrix).all(axis=1) | (np.abs(matrix).sum(axis=1) == 0)
+
+
 def _check_vectors(matrix: np.ndarray, chunks: list[dict[str, Any]]) -> None:
     if matrix.shape[0] != len(chunks):
         message = f"embedding stage returned {matrix.shape[0]} vectors for {len(chunks)} chunks"
         raise RuntimeError(message)
-    bad = ~np.isfinite(matrix).all(axis=1) | (np.abs(matrix).sum(axis=1) == 0)
+    bad = _bad_rows(matrix)
     if bad.any():
         ids = [chunks[i]["chunk_id"] for i in np.flatnonzero(bad)[:5]]
         message = f"embedding model returned empty or non-finite vectors for chunks {ids}"
@@ -265,6 +303,7 @@ def refresh_entities(
     kept = {row["entity_id"] for row in rows}
     removed = sorted(touched - kept)
     if rows:
+        faults.reach("entities")
         (
             entities.merge_insert("entity_id")
             .when_matched_update_all()
@@ -272,6 +311,7 @@ def refresh_entities(
             .execute(pa.Table.from_pylist(rows, schema=ENTITIES))
         )
     for start in range(0, len(removed), 400):
+        faults.reach("entities")
         entities.delete(in_filter("entity_id", removed[start : start + 400]))
     return len(rows) + len(removed)
 
@@ -329,17 +369,22 @@ def refresh_indexes(store: IndexStore, config: IndexConfig) -> None:
 
     chunks = store.open("chunks")
     indexed_columns = {tuple(index.columns) for index in chunks.list_indices()}
+    faults.reach("indexes")
     if ("text",) not in indexed_columns:
         chunks.create_index("text", config=FTS(with_position=True))
     else:
         chunks.optimize(cleanup_older_than=timedelta(days=config.retention_days))
     if ("doc_id",) not in indexed_columns:
+        faults.reach("indexes")
         chunks.create_index("doc_id", config=BTree())
     if ("vector",) not in indexed_columns and chunks.count_rows() >= config.vector_index_min_rows:
+        faults.reach("indexes")
         chunks.create_index("vector", config=HnswSq(distance_type="cosine"))
 
     entities = store.open("entities")
     if ("name",) not in {tuple(index.columns) for index in entities.list_indices()} and entities.count_rows():
+        faults.reach("indexes")
         entities.create_index("name", config=FTS(with_position=False))
     elif entities.count_rows():
+        faults.reach("indexes")
         entities.optimize(cleanup_older_than=timedelta(days=config.retention_days))

@@ -24,12 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from indexer import faults, writer
 from indexer.config import IndexConfig
 from indexer.embedding import DIMENSION, MODEL_NAME
+from indexer.faults import FaultPlan
 from indexer.readers import read_corpus
-from indexer.records import CorpusScan, Document
-from indexer import writer
-from indexer.store import IndexMismatchError, IndexStore
+from indexer.records import CorpusScan, Document, Skipped
+from indexer.store import IndexMismatchError, IndexStore, IndexWriteError, is_storage_error, write_error
 from jobs.ray_runtime import ray_session
 
 logger = logging.getLogger("ponder.index")
@@ -81,6 +82,12 @@ class RunResult:
     stage_seconds: dict[str, float]
     counts: dict[str, int]
     wrote: bool
+    rejected: list[Skipped] = field(default_factory=list)  # documents whose embeddings were unusable
+
+    @property
+    def skipped(self) -> list[Skipped]:
+        """Inputs the reader skipped, then documents rejected during the run."""
+        return self.scan.skipped + self.rejected
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -90,7 +97,7 @@ class RunResult:
             "changed": len(self.plan.changed),
             "deleted": len(self.plan.deleted),
             "unchanged": self.plan.unchanged,
-            "skipped": [{"source": item.source, "reason": item.reason} for item in self.scan.skipped],
+            "skipped": [{"source": item.source, "reason": item.reason} for item in self.skipped],
             "warnings": self.scan.warnings,
             "stage_seconds": self.stage_seconds,
             "counts": self.counts,
@@ -104,11 +111,12 @@ class RunResult:
 class AnalyzeStage:
     """Ray actor: spaCy analysis and table typing of a batch of documents."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], faults: FaultPlan | None = None) -> None:
         import ray
 
         from indexer.analysis import DocumentAnalyzer
 
+        self.faults = faults or FaultPlan()
         self.node_id = ray.get_runtime_context().get_node_id()
         self.analyzer = DocumentAnalyzer(
             chunk_tokens=config["chunk_tokens"],
@@ -124,17 +132,19 @@ class AnalyzeStage:
         for document, analysis in zip(documents, analyses, strict=True):
             typed = [typed_table(table) for table in document.tables]
             payloads.append(pickle.dumps((document, analysis, typed), protocol=pickle.HIGHEST_PROTOCOL))
+        self.faults.reach("analysis")
         return {"doc_id": list(batch["doc_id"]), "analysis": payloads, "analyze_node": [self.node_id] * len(payloads)}
 
 
 class EmbedStage:
     """Ray actor: embeddings of chunk texts and entity names."""
 
-    def __init__(self) -> None:
+    def __init__(self, faults: FaultPlan | None = None) -> None:
         import ray
 
         from indexer.embedding import Embedder
 
+        self.faults = faults or FaultPlan()
         self.node_id = ray.get_runtime_context().get_node_id()
         self.embedder = Embedder()
         self.name_cache: dict[str, Any] = {}
@@ -158,12 +168,13 @@ class EmbedStage:
         payloads = []
         offset = 0
         for document, analysis, typed in items:
-            chunk_vectors = vectors[offset : offset + len(analysis.chunks)]
+            chunk_vectors = self.faults.corrupt(document.doc_id, vectors[offset : offset + len(analysis.chunks)])
             offset += len(analysis.chunks)
             entity_vectors = {key: self.name_cache[name] for key, (name, _) in analysis.entity_names.items()}
             payloads.append(
                 pickle.dumps((document, analysis, typed, chunk_vectors, entity_vectors), protocol=pickle.HIGHEST_PROTOCOL)
             )
+        self.faults.reach("embedding")
         return {
             "doc_id": list(batch["doc_id"]),
             "result": payloads,
@@ -185,8 +196,13 @@ def run_index(
     wait_for_lock: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> RunResult:
-    """Bring the index at ``db`` up to date with the corpus at ``corpus``."""
+    """Bring the index at ``db`` up to date with the corpus at ``corpus``.
+
+    Raises :class:`IndexWriteError` when the database cannot be written (a full disk, a
+    read-only folder); the previous index version stays the one readers see.
+    """
     config = config or IndexConfig()
+    fault_plan = FaultPlan.from_environment()
     started_at = datetime.now(UTC)
     timer = _StageTimer()
     run_id = started_at.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
@@ -195,36 +211,63 @@ def run_index(
         scan = read_corpus(corpus, default_groups=config.default_groups, max_document_chars=config.max_document_chars)
 
     store = IndexStore(db, storage_options=storage_options)
-    with store.lock(wait=wait_for_lock):
-        with timer("plan"):
-            current = store.current_run()
-            _check_embedding_model(current, db)
-            restored = store.recover() if store.table_names() else []
-            store.ensure_tables()
-            plan = plan_changes(scan.documents, store.document_hashes())
-        version = current.version if current else 0
-        counts: dict[str, int] = {}
-        wrote = not plan.is_empty or bool(restored) or current is None
-        if not plan.is_empty:
-            version += 1
-            counts = _apply_plan(store, plan, config, ray_address, run_id, timer, progress)
-        elif current is None:
-            version = 1
-        result = RunResult(run_id, version, plan, scan, timer.seconds, counts, wrote)
-        with timer("record"):
-            store.record_run(_run_row(result, store, config, str(corpus), ray_address, started_at, wrote))
-        result.stage_seconds = timer.seconds
+    store.check_writable()
+    with faults.installed(fault_plan), store.lock(wait=wait_for_lock):
+        current = store.current_run()
+        try:
+            result = _run_locked(store, scan, current, config, str(corpus), ray_address, run_id, timer, progress, started_at, fault_plan)
+        except (OSError, RuntimeError) as error:
+            if not is_storage_error(error):
+                raise
+            raise _abandon(store, error, current) from error
     logger.info(
         "index run %s: version %d, %d added, %d changed, %d deleted, %d unchanged, %d skipped",
         run_id,
-        version,
-        len(plan.added),
-        len(plan.changed),
-        len(plan.deleted),
-        plan.unchanged,
-        len(scan.skipped),
+        result.version,
+        len(result.plan.added),
+        len(result.plan.changed),
+        len(result.plan.deleted),
+        result.plan.unchanged,
+        len(result.skipped),
     )
     return result
+
+
+def _run_locked(store, scan, current, config, corpus, ray_address, run_id, timer, progress, started_at, fault_plan) -> RunResult:
+    with timer("plan"):
+        _check_embedding_model(current, store.uri)
+        restored = store.recover() if store.table_names() else []
+        store.ensure_tables()
+        plan = plan_changes(scan.documents, store.document_hashes())
+    version = current.version if current else 0
+    counts: dict[str, int] = {}
+    rejected: dict[str, Skipped] = {}
+    wrote = not plan.is_empty or bool(restored) or current is None
+    if not plan.is_empty:
+        version += 1
+        counts, rejected = _apply_plan(store, plan, config, ray_address, run_id, timer, progress, fault_plan)
+        # A rejected document counts as skipped, not as added or changed.
+        plan.added = [document for document in plan.added if document.doc_id not in rejected]
+        plan.changed = [document for document in plan.changed if document.doc_id not in rejected]
+    elif current is None:
+        version = 1
+    result = RunResult(run_id, version, plan, scan, timer.seconds, counts, wrote, list(rejected.values()))
+    with timer("record"):
+        faults.reach("record")
+        store.record_run(_run_row(result, store, config, corpus, ray_address, started_at, wrote))
+        faults.reach("record")
+    result.stage_seconds = timer.seconds
+    return result
+
+
+def _abandon(store: IndexStore, error: BaseException, current) -> IndexWriteError:
+    """Undo what a failed run wrote, when the storage still allows it, and describe the failure."""
+    try:
+        store.recover()
+    except (OSError, RuntimeError, ValueError) as second:
+        # The next run restores the tables before it writes, so this is safe to leave.
+        logger.warning("could not undo the partial writes at %s now; the next run will: %s", store.uri, second)
+    return write_error(store.uri, error, version=current.version if current else None)
 
 
 def _check_embedding_model(current, db: str) -> None:
@@ -248,44 +291,49 @@ def _apply_plan(
     run_id: str,
     timer: _StageTimer,
     progress: Callable[[int, int], None] | None,
-) -> dict[str, int]:
+    fault_plan: FaultPlan,
+) -> tuple[dict[str, int], dict[str, Skipped]]:
+    """Write the plan's changes; return row counts and the documents rejected by doc_id."""
     touched_entities: set[str] = set()
+    changed_ids = {document.doc_id for document in plan.changed}
     with timer("delete"):
-        replaced = plan.deleted + [document.doc_id for document in plan.changed]
-        touched_entities |= writer.entity_ids_of_documents(store, replaced)
-        store.delete_documents(replaced)
+        touched_entities |= writer.entity_ids_of_documents(store, plan.deleted + sorted(changed_ids))
+        # A changed document's old rows go only when its new rows are written (in
+        # _Batch.flush), so a document rejected during the run keeps its previous version.
+        store.delete_documents(plan.deleted)
 
     entity_vectors: dict[str, Any] = {}
     entity_names: dict[str, tuple[str, str]] = {}
     counts = {"documents": 0, "chunks": 0, "mentions": 0, "relations": 0, "attributes": 0, "tables": 0}
+    rejected: dict[str, Skipped] = {}
+    batch = _Batch(store, run_id, counts, touched_entities, entity_vectors, entity_names, changed_ids, rejected)
     documents = plan.to_process
     if documents:
         nodes: set[str] = set()
         with timer("pipeline"), ray_session(ray_address, config) as cpus:
-            buffer: list[tuple] = []
             done = 0
-            for result in _pipeline(documents, config, cpus, nodes):
-                buffer.append(result)
-                if len(buffer) >= config.flush_documents:
-                    _flush(store, buffer, run_id, counts, touched_entities, entity_vectors, entity_names)
-                    done += len(buffer)
-                    buffer = []
+            for result in _pipeline(documents, config, cpus, nodes, fault_plan):
+                batch.buffer.append(result)
+                if len(batch.buffer) >= config.flush_documents:
+                    done += batch.flush()
                     if progress:
                         progress(done, len(documents))
-            _flush(store, buffer, run_id, counts, touched_entities, entity_vectors, entity_names)
+            batch.flush()
             if progress:
                 progress(len(documents), len(documents))
         # Distinct Ray nodes that ran analysis or embedding actors, to show how a cluster run spread.
         counts["ray_nodes"] = len(nodes)
+    if rejected:
+        counts["documents_rejected"] = len(rejected)
 
     with timer("entities"):
         counts["entities_updated"] = writer.refresh_entities(store, touched_entities, entity_vectors, entity_names)
     with timer("indexes"):
         writer.refresh_indexes(store, config)
-    return counts
+    return counts, rejected
 
 
-def _pipeline(documents: list[Document], config: IndexConfig, cpus: int, nodes: set[str]):
+def _pipeline(documents: list[Document], config: IndexConfig, cpus: int, nodes: set[str], fault_plan: FaultPlan):
     """Yield (document, analysis, typed tables, chunk vectors, entity vectors) per document.
 
     Adds the id of every Ray node that analysed or embedded a batch to ``nodes``.
@@ -305,13 +353,14 @@ def _pipeline(documents: list[Document], config: IndexConfig, cpus: int, nodes: 
     dataset = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // config.batch_size, 200)))
     dataset = dataset.map_batches(
         AnalyzeStage,
-        fn_constructor_kwargs={"config": config.to_dict()},
+        fn_constructor_kwargs={"config": config.to_dict(), "faults": fault_plan},
         batch_size=config.batch_size,
         compute=ray.data.ActorPoolStrategy(size=analyzers),
         num_cpus=share,
     )
     dataset = dataset.map_batches(
         EmbedStage,
+        fn_constructor_kwargs={"faults": fault_plan},
         batch_size=config.batch_size,
         compute=ray.data.ActorPoolStrategy(size=embedders),
         num_cpus=share,
@@ -345,26 +394,61 @@ def actor_share(cpus: float, actors: int, node_cpus: list[float]) -> float:
     return 0.1
 
 
-def _flush(store, buffer, run_id, counts, touched_entities, entity_vectors, entity_names) -> None:
-    if not buffer:
-        return
-    tables = writer.build_rows(buffer, run_id)
-    for name in ("chunks", "mentions", "relations", "attributes", "source_tables", "table_cells"):
-        store.add_rows(name, tables[name])
-    # The document rows go last: a document is indexed only once all its rows are.
-    store.add_rows("documents", tables["documents"])
-    counts["documents"] += tables["documents"].num_rows
-    counts["chunks"] += tables["chunks"].num_rows
-    counts["mentions"] += tables["mentions"].num_rows
-    counts["relations"] += tables["relations"].num_rows
-    counts["attributes"] += tables["attributes"].num_rows
-    counts["tables"] += tables["source_tables"].num_rows
-    for _, analysis, _, _, vectors in buffer:
-        for key, (name, label) in analysis.entity_names.items():
-            entity_id = writer.entity_id(key)
-            touched_entities.add(entity_id)
-            entity_names.setdefault(entity_id, (name, label))
-            entity_vectors.setdefault(entity_id, vectors[key])
+@dataclass
+class _Batch:
+    """Documents buffered for one write, and the run totals that writes add to."""
+
+    store: IndexStore
+    run_id: str
+    counts: dict[str, int]
+    touched_entities: set[str]
+    entity_vectors: dict[str, Any]
+    entity_names: dict[str, tuple[str, str]]
+    changed_ids: set[str]
+    rejected: dict[str, Skipped]
+    buffer: list[tuple] = field(default_factory=list)
+
+    def flush(self) -> int:
+        """Write the buffered documents whose embeddings are usable; return how many were buffered."""
+        buffered, self.buffer = self.buffer, []
+        accepted = [result for result in buffered if self._accept(result)]
+        if not accepted:
+            return len(buffered)
+        replaced = [document.doc_id for document, *_ in accepted if document.doc_id in self.changed_ids]
+        self.store.delete_documents(replaced)
+        tables = writer.build_rows(accepted, self.run_id)
+        for name in ("chunks", "mentions", "relations", "attributes", "source_tables", "table_cells"):
+            self.store.add_rows(name, tables[name])
+        # The document rows go last: a document is indexed only once all its rows are.
+        self.store.add_rows("documents", tables["documents"])
+        counts = self.counts
+        counts["documents"] += tables["documents"].num_rows
+        counts["chunks"] += tables["chunks"].num_rows
+        counts["mentions"] += tables["mentions"].num_rows
+        counts["relations"] += tables["relations"].num_rows
+        counts["attributes"] += tables["attributes"].num_rows
+        counts["tables"] += tables["source_tables"].num_rows
+        for _, analysis, _, _, vectors in accepted:
+            for key, (name, label) in analysis.entity_names.items():
+                entity_id = writer.entity_id(key)
+                self.touched_entities.add(entity_id)
+                self.entity_names.setdefault(entity_id, (name, label))
+                self.entity_vectors.setdefault(entity_id, vectors[key])
+        return len(buffered)
+
+    def _accept(self, result: tuple) -> bool:
+        document, analysis, _, chunk_vectors, entity_vectors = result
+        problem = writer.vector_problem(analysis, chunk_vectors, entity_vectors)
+        if problem is None:
+            return True
+        if document.doc_id in self.changed_ids:
+            outcome = "the previously indexed version stays"
+        else:
+            outcome = "not indexed"
+        reason = f"rejected: {problem}; {outcome}, and the next run tries it again"
+        logger.warning("document %s (%s) %s", document.doc_id, document.source, reason)
+        self.rejected[document.doc_id] = Skipped(document.source, reason)
+        return False
 
 
 def _run_row(result: RunResult, store, config, corpus, ray_address, started_at, wrote) -> dict[str, Any]:
@@ -389,9 +473,9 @@ def _run_row(result: RunResult, store, config, corpus, ray_address, started_at, 
         "n_changed": len(plan.changed),
         "n_deleted": len(plan.deleted),
         "n_unchanged": plan.unchanged,
-        "n_skipped": len(result.scan.skipped),
+        "n_skipped": len(result.skipped),
         "changes_json": json.dumps(changes),
-        "skipped_json": json.dumps([{"source": item.source, "reason": item.reason} for item in result.scan.skipped]),
+        "skipped_json": json.dumps([{"source": item.source, "reason": item.reason} for item in result.skipped]),
         "warnings_json": json.dumps(result.scan.warnings),
         "counts_json": json.dumps(result.counts),
         "stage_seconds_json": json.dumps(result.stage_seconds),

@@ -31,6 +31,7 @@ from solver.state import (
     StepRecord,
     Tier,
 )
+from solver.support import question_support
 
 logger = logging.getLogger("ponder.episode")
 
@@ -122,6 +123,7 @@ def step_to_dict(step: StepRecord) -> dict[str, Any]:
         "tokens_in": step.tokens_in,
         "tokens_out": step.tokens_out,
         "error": step.error,
+        "evidence_ids": list(step.evidence_ids),
         "features": {key: round(value, 4) for key, value in step.features.items()},
         "probe": probe_to_dict(step.probe) if step.probe is not None else None,
     }
@@ -228,10 +230,11 @@ class Solver:
     def _run(self, state: EpisodeState, action: Action, features: dict[str, float], index: int) -> StepRecord:
         before = state.confidence
         started = time.perf_counter()
+        evidence_ids: list[str] = []
         if action.kind == RETRIEVE:
-            cost, new, supporting, note = self._retrieve(state, action)
+            cost, new, supporting, note = self._retrieve(state, action, evidence_ids)
         elif action.kind == REASON:
-            cost, new, supporting, note = self._reason(state, action)
+            cost, new, supporting, note = self._reason(state, action, evidence_ids)
         else:  # pragma: no cover - Action validates kinds
             raise ValueError(action.kind)
         state.spent += cost
@@ -253,9 +256,11 @@ class Solver:
             tokens_in=call.get("tokens_in", 0),
             tokens_out=call.get("tokens_out", 0),
             error=call.get("error", ""),
+            evidence_ids=list(dict.fromkeys(evidence_ids)),
         )
 
-    def _retrieve(self, state: EpisodeState, action: Action) -> tuple[float, int, int, str]:
+    def _retrieve(self, state: EpisodeState, action: Action, evidence_ids: list[str]) -> tuple[float, int, int, str]:
+        """Run a retrieval; adds the ids of the evidence it returned to ``evidence_ids``."""
         query = action.query or state.question
         state.done_queries.add((action.name, query))
         if query != state.question:
@@ -270,6 +275,7 @@ class Solver:
             known = state.evidence.get(item.evidence_id)
             if known is not None:
                 # Found again: it now ranks with this retrieval's results, at no new cost.
+                evidence_ids.append(known.evidence_id)
                 known.details["retrieval"] = retrieval
                 known.details["rank"] = rank
                 known.hop = max(known.hop, item.hop)
@@ -287,6 +293,7 @@ class Solver:
             used += item.n_tokens
         note = f"{len(kept)} of {len(fresh)} new results kept" if len(kept) < len(fresh) else f"{len(kept)} new results"
         for item in kept:
+            evidence_ids.append(item.evidence_id)
             item.details["order"] = len(state.evidence)
             state.evidence[item.evidence_id] = item
         if candidates:
@@ -294,18 +301,21 @@ class Solver:
         supporting = self._count_supporting(state, kept)
         return float(RETRIEVAL_OVERHEAD_TOKENS + used), len(kept), supporting, note
 
-    def _reason(self, state: EpisodeState, action: Action) -> tuple[float, int, int, str]:
+    def _reason(self, state: EpisodeState, action: Action, evidence_ids: list[str]) -> tuple[float, int, int, str]:
+        """Run a reasoning step; adds the ids of the evidence it read to ``evidence_ids``."""
         tier = self.tiers.get(action.tier)
         if tier is None:
             message = f"unknown model tier {action.tier!r}; configured tiers: {sorted(self.tiers)}"
             raise ValueError(message)
         model = self.models.get(action.tier)
         if model is None or action.name not in model.operations:
-            return self._reason_embedded(state, action, tier)
+            return self._reason_embedded(state, action, tier, evidence_ids)
         from solver.model_reasoner import ModelStepError
 
         try:
-            return model.run(self, state, action, tier)
+            outcome = model.run(self, state, action, tier)
+            evidence_ids.extend(state.info.get("model_call", {}).get("evidence_ids", []))
+            return outcome
         except ModelStepError as error:
             logger.warning("%s on the %s tier failed, falling back to the embedded tier: %s", action.name, action.tier, error)
             failed = error
@@ -313,7 +323,7 @@ class Solver:
         # A failed call whose reply reported usage is charged, and the fallback fits in what is left.
         state.spent += failed.cost
         try:
-            cost, new, supporting, note = self._reason_embedded(state, action, EMBEDDED_TIER)
+            cost, new, supporting, note = self._reason_embedded(state, action, EMBEDDED_TIER, evidence_ids)
         finally:
             state.spent -= failed.cost
         call = state.info.setdefault("model_call", {})
@@ -321,7 +331,9 @@ class Solver:
         charged = f" ({failed.cost:.0f} charged for the failed call)" if failed.cost else ""
         return cost + failed.cost, new, supporting, f"{action.tier} tier failed{charged}, embedded fallback: {note}"
 
-    def _reason_embedded(self, state: EpisodeState, action: Action, tier: Tier) -> tuple[float, int, int, str]:
+    def _reason_embedded(
+        self, state: EpisodeState, action: Action, tier: Tier, evidence_ids: list[str]
+    ) -> tuple[float, int, int, str]:
         question_tokens = state.info.get("question_tokens") or count_tokens([state.question])[0]
         state.info["question_tokens"] = question_tokens
         # Reserve: the question, the output, and as much evidence as the rest allows.
@@ -339,6 +351,8 @@ class Solver:
             used += item.n_tokens
         reservation = tier.cost(question_tokens + used, output_tokens)
         operation = action.name
+        if operation in {"bridge", "synthesize", "compare"} or (operation == "verify" and state.top is not None):
+            evidence_ids.extend(item.evidence_id for item in evidence)
         note = ""
         supporting = 0
         if operation == "decompose":
@@ -393,6 +407,8 @@ class Solver:
             note = f"support {support:.2f}"
         elif operation == "compute":
             result = self.toolbox.compute(state.question, state)
+            evidence_ids.extend(item.evidence_id for item in state.evidence.values() if item.kind == "table")
+            evidence_ids.extend(evidence_id for candidate in result.output for evidence_id in candidate.support)
             self._merge_candidates(state, result.output)
             note = result.output[0].derivation if result.output else "nothing to compute"
         else:  # pragma: no cover - Action validates names
@@ -429,7 +445,11 @@ class Solver:
     def _finish(self, state: EpisodeState, policy: Policy, last: Action | None, started: float) -> EpisodeResult:
         abstain_requested = last is not None and last.kind == STOP and last.name == "abstain"
         top = state.top
-        abstained = abstain_requested or top is None
+        # However confident the reasoner is, an answer drawn from evidence that does not
+        # speak about the question is a guess: an off-corpus question abstains.
+        support = question_support(state.question, state.evidence.values())
+        state.info["support"] = support
+        abstained = abstain_requested or top is None or support.is_off_corpus()
         citations: list[Citation] = []
         if top is not None and not abstained:
             for evidence_id in top.support[:3]:

@@ -175,6 +175,7 @@ class ModelReasoner:
             "tier": tier.name,
             "tokens_in": reply.prompt_tokens,
             "tokens_out": reply.completion_tokens,
+            "evidence_ids": [item.evidence_id for item in prompt.evidence.values()],
         }
         try:
             data = parse_output(reply.content, operation, reasoning=tier.reasoning)

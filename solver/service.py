@@ -86,7 +86,8 @@ class Ponder:
         probe_seed: int = 0,
         user: str | None = None,
     ) -> EpisodeResult:
-        """Run one episode and record its trace; ``user`` names the caller in the trace.
+        """Run one episode and record its trace; ``user`` names the caller in the trace
+        (default: the operating-system user).
 
         ``probe_rate`` is the share of steps that also run a counterfactual probe
         (solver/probes.py). Probes are off by default and do not change the answer or cost.

@@ -119,6 +119,7 @@ class StepRecord:
     tokens_out: int = 0  # output tokens of a reason step, as its model reported them
     error: str = ""  # why the requested model tier failed, when the step fell back
     probe: ProbeRecord | None = None  # an action not taken, run on a copy of the state
+    evidence_ids: list[str] = field(default_factory=list)  # evidence the step returned or read
 
     @property
     def confidence_delta(self) -> float:

@@ -88,6 +88,7 @@ STEPS = pa.schema(
         ("probe_answer", pa.string()),
         ("probe_answer_changed", pa.bool_()),
         ("probe_f1", pa.float64()),
+        ("evidence_ids", pa.list_(pa.string())),  # evidence the step returned or read
     ]
 )
 
@@ -172,6 +173,7 @@ class TraceStore:
                     "tokens_out": step.tokens_out,
                     "error": step.error,
                     **_probe_columns(step, gold),
+                    "evidence_ids": list(step.evidence_ids),
                 }
             )
         if len(self._episodes) >= self.flush_every:
@@ -204,7 +206,7 @@ class TraceStore:
         steps = pl.from_arrow(self.store.open("steps").to_arrow())
         episodes = pl.from_arrow(self.store.open("episodes").to_arrow()).select(
             "episode_id", "question", "policy", "budget", "groups", "user", "answer", "outcome", "outcome_source",
-            "exact_match", "f1", "cost", "abstained", "gold_answers_json",
+            "exact_match", "f1", "cost", "abstained", "gold_answers_json", "citations_json",
         ).rename({"cost": "episode_cost", "answer": "final_answer"})
         return steps.join(episodes, on="episode_id", how="left").sort(["episode_id", "step_index"])
 

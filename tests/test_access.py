@@ -277,3 +277,50 @@ def test_finance_episode_sees_restricted(ponder):
     assert "fin-acme" in [item.doc_id for item in result.evidence]
     assert row["groups"][0].to_list() == ["finance", "public"]
     assert any(item.startswith("fin-acme") for item in row["evidence_ids"][0].to_list())
+
+
+# -- audit: from an exported trace back to the sources -------------------------------------
+
+
+def _evidence_groups(access_index) -> dict[str, set[str]]:
+    """Map every chunk id and table row id to the groups of the document it comes from."""
+    snapshot = Snapshot.open(str(access_index))
+    chunks = snapshot.arrow("chunks", ["chunk_id", "groups"]).to_pylist()
+    groups = {row["chunk_id"]: set(row["groups"]) for row in chunks}
+    for table in snapshot.arrow("source_tables", ["table_id", "n_rows", "groups"]).to_pylist():
+        for row_index in range(table["n_rows"]):
+            groups[f"{table['table_id']}:r{row_index}"] = set(table["groups"])
+    return groups
+
+
+# Questions that a public caller can answer, asked besides those about restricted facts.
+PUBLIC_QUESTIONS = [
+    "In which city was Acme Corporation founded?",
+    "What does Acme Corporation make?",
+    "What was the Anvil sales figure in 2024?",
+]
+
+
+@pytest.mark.parametrize(("user", "caller"), [("alice", PUBLIC), ("bob", FINANCE), (None, PUBLIC)])
+def test_exported_trace_leads_to_sources(ponder, access_index, tmp_path, user, caller):
+    import getpass
+
+    questions = PUBLIC_QUESTIONS + QUESTIONS
+    results = [ponder.ask(question, budget=3000, groups=caller, user=user) for question in questions]
+    out = tmp_path / "steps.jsonl"
+    ponder.traces.export(out)
+
+    rows = pl.read_ndjson(out)
+    sources = _evidence_groups(access_index)
+    cited = 0
+    for result in results:
+        mine = rows.filter(pl.col("episode_id") == result.episode_id)
+        step_ids = {evidence_id for ids in mine["evidence_ids"].to_list() for evidence_id in ids or []}
+        citations = json.loads(mine["citations_json"][0])
+        assert mine.height == len(result.steps)
+        assert set(mine["user"].to_list()) == {user or getpass.getuser()}
+        assert {citation["evidence_id"] for citation in citations} <= step_ids, result.question
+        assert [evidence_id for evidence_id in step_ids if evidence_id not in sources] == []
+        assert [evidence_id for evidence_id in step_ids if not sources[evidence_id] & set(caller)] == []
+        cited += bool(citations)
+    assert cited >= len(PUBLIC_QUESTIONS)
