@@ -447,7 +447,12 @@ class Solver:
         top = state.top
         # However confident the reasoner is, an answer drawn from evidence that does not
         # speak about the question is a guess: an off-corpus question abstains.
-        support = question_support(state.question, state.evidence.values())
+        read = list(state.evidence.values())
+        if top is not None and top.derivation:
+            # A computed answer may come from table rows the compute step found itself,
+            # and its derivation quotes their row labels and column headers.
+            read.append(Evidence(f"derivation:{len(read)}", "table", "", "", top.derivation, 0.0, 0))
+        support = question_support(state.question, read)
         state.info["support"] = support
         abstained = abstain_requested or top is None or support.is_off_corpus()
         citations: list[Citation] = []
