@@ -12,6 +12,22 @@ class ConfigError(ValueError):
     """A setting has a value that indexing cannot use."""
 
 
+def read_toml_file(path: str | Path, *, hint: str = "") -> dict[str, Any]:
+    """Parse the TOML file at ``path``; raises ConfigError when it is missing or invalid.
+
+    ``hint`` is appended to the not-found message, such as which option named the file.
+    """
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        message = f"config file not found: {path}{hint}"
+        raise ConfigError(message) from None
+    except tomllib.TOMLDecodeError as error:
+        message = f"config file {path} is not valid TOML: {error}"
+        raise ConfigError(message) from None
+
+
 @dataclass(frozen=True)
 class IndexConfig:
     """How documents are cut, analysed, embedded and written.
@@ -61,15 +77,7 @@ class IndexConfig:
     def from_file(cls, path: str | Path, **overrides: Any) -> IndexConfig:
         """Read the ``[index]`` table of a TOML file; ``overrides`` win over the file."""
         path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            message = f"config file not found: {path}"
-            raise ConfigError(message) from None
-        except tomllib.TOMLDecodeError as error:
-            message = f"config file {path} is not valid TOML: {error}"
-            raise ConfigError(message) from None
-        section = data.get("index", {})
+        section = read_toml_file(path).get("index", {})
         known = {item.name for item in fields(cls)} - {"extra"}
         unknown = sorted(set(section) - known)
         if unknown:

@@ -21,7 +21,6 @@ import re
 import secrets
 import threading
 import time
-import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ import lancedb
 import pyarrow as pa
 
 from indexer import faults
+from indexer.config import ConfigError, read_toml_file
 from indexer.schema import DATA_TABLES, INDEX_RUNS, PER_DOCUMENT_TABLES
 
 logger = logging.getLogger("ponder.store")
@@ -178,13 +178,9 @@ def _storage_table(config_file: str | None) -> dict[str, str]:
         return {}
     path = Path(config_file)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        message = f"settings file {path} named by {CONFIG_ENV} not found"
-        raise StoreError(message) from None
-    except tomllib.TOMLDecodeError as error:
-        message = f"settings file {path} named by {CONFIG_ENV} is not valid TOML: {error}"
-        raise StoreError(message) from None
+        data = read_toml_file(path, hint=f" (named by {CONFIG_ENV})")
+    except ConfigError as error:
+        raise StoreError(str(error)) from None
     section = data.get("storage", {})
     if not isinstance(section, dict):
         message = f"[storage] in {path} must be a table of LanceDB storage options"

@@ -14,12 +14,11 @@ import hmac
 import json
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from indexer.config import ConfigError
+from indexer.config import ConfigError, read_toml_file
 from solver.search import MAX_QUERY_CHARS
 from solver.service import DEFAULT_BUDGET, MAX_BUDGET
 
@@ -144,15 +143,7 @@ class ServeConfig:
 
 
 def _read_section(path: Path) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        message = f"config file not found: {path}"
-        raise ConfigError(message) from None
-    except tomllib.TOMLDecodeError as error:
-        message = f"config file {path} is not valid TOML: {error}"
-        raise ConfigError(message) from None
-    section = data.get("serve", {})
+    section = read_toml_file(path).get("serve", {})
     if not isinstance(section, dict):
         message = f"[serve] in {path} must be a table"
         raise ConfigError(message)

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from indexer.config import ConfigError
+from indexer.config import ConfigError, read_toml_file
 from solver.state import Tier
 
 CONFIG_ENV = "PONDER_CONFIG"
@@ -121,15 +120,8 @@ def load_tier_configs(
 
 
 def _read_tier_tables(path: Path) -> dict[str, dict[str, Any]]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        message = f"config file not found: {path}; pass an existing file to --config or fix {CONFIG_ENV}"
-        raise ConfigError(message) from None
-    except tomllib.TOMLDecodeError as error:
-        message = f"config file {path} is not valid TOML: {error}"
-        raise ConfigError(message) from None
-    tiers = data.get("tiers", {})
+    hint = f"; pass an existing file to --config or fix {CONFIG_ENV}"
+    tiers = read_toml_file(path, hint=hint).get("tiers", {})
     if not isinstance(tiers, dict):
         message = f"[tiers] in {path} must be a table of tier tables such as [tiers.small]"
         raise ConfigError(message)
