@@ -40,6 +40,8 @@ MAX_STEPS = 24
 # follow-up queries, a decomposition writes sub-questions.
 OUTPUT_TOKENS = {"decompose": 64, "bridge": 64, "compute": 48}
 ANSWER_TOKENS = 24
+# Table-row tokens a compute step may read when it has to find its operand rows itself.
+COMPUTE_LOOKUP_TOKENS = 128
 
 
 class Policy(Protocol):
@@ -349,6 +351,10 @@ class Solver:
                 continue
             evidence.append(item)
             used += item.n_tokens
+        if action.name == "compute" and not any(item.kind == "table" for item in state.evidence.values()):
+            # With no table rows gathered, compute looks rows up itself, so it reserves
+            # room for that lookup as a table retrieval would.
+            used += int(max(0.0, min(RETRIEVAL_OVERHEAD_TOKENS + COMPUTE_LOOKUP_TOKENS, allowance_in - used)))
         reservation = tier.cost(question_tokens + used, output_tokens)
         operation = action.name
         if operation in {"bridge", "synthesize", "compare"} or (operation == "verify" and state.top is not None):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from indexer.embedding import Embedder
+from indexer.embedding import Embedder, count_tokens
 from indexer.store import Snapshot
 from solver.evidence import Candidate, Evidence
 from solver.search import ChunkSearcher
-from solver.state import EpisodeState
+from solver.state import RETRIEVAL_OVERHEAD_TOKENS, EpisodeState
 
 logger = logging.getLogger("ponder.tools")
 
@@ -95,5 +95,9 @@ class Toolbox:
         rows = [item for item in state.evidence.values() if item.kind == "table"]
         candidates = self.tables.compute(question, state.groups, rows or None)
         tokens_in = sum(item.n_tokens for item in rows) + len(question) // 4
+        if not rows and candidates:
+            # With no rows gathered, the table tool searched every table itself, which is
+            # a retrieval: charge its overhead and the cells the derivation quotes.
+            tokens_in += RETRIEVAL_OVERHEAD_TOKENS + count_tokens([candidates[0].derivation])[0]
         tokens_out = sum(len(candidate.derivation) // 4 + 2 for candidate in candidates[:1])
         return ComputeResult(candidates, tokens_in, tokens_out)
