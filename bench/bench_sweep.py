@@ -313,8 +313,9 @@ Policies: `dense`, `fts` and `hybrid` retrieve the top k chunks by cosine simila
 BM25 or their reciprocal rank fusion, then synthesise once. `ircot` alternates a hybrid
 retrieval and a bridge step for two hops, then synthesises. These baselines grow k with
 the budget. `fixed` runs the same ten-step plan for every question. `adaptive` routes,
-stops and hops by its monitors. `adaptive-u` is `adaptive` plus a verification and a
-deeper retrieval only at uncertain stops, where the candidate entropy is at least 0.9 or
+stops and hops by its monitors. `adaptive-u` is `adaptive` plus a verification, a vote
+among answers read from disjoint evidence subsets and a deeper retrieval, only at
+uncertain stops, where the candidate entropy is at least 0.9 or
 the margin is below 0.1. Those thresholds were picked on the train split, as shown at
 the end of this page.
 

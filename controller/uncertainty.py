@@ -4,7 +4,8 @@
 answer, the policy checks the candidate distribution. The step is uncertain when the
 distribution's normalised entropy is high or the top candidate's margin over the
 runner-up is small. An uncertain step gets more compute: first a verification of the top
-candidate (when it has none), then one deeper chunk retrieval for the question. That
+candidate (when it has none), then a vote among answers read from disjoint evidence
+subsets, then one deeper chunk retrieval for the question. That
 retrieval asks for more results than the first, so new evidence can come in, which
 ``adaptive`` then reads as usual. A confident step gets nothing more, so on an episode
 whose monitors stay confident ``adaptive-u`` takes the same steps as ``adaptive``.
@@ -37,7 +38,7 @@ def is_uncertain(values: dict[str, float], *, entropy_threshold: float, margin_t
 @register("adaptive-u")
 @dataclass
 class UncertaintyPolicy(AdaptivePolicy):
-    """``adaptive``, plus verification and a deeper retrieval at uncertain stops."""
+    """``adaptive``, plus verification, a vote and a deeper retrieval at uncertain stops."""
 
     name: str = "adaptive-u"
     entropy_threshold: float = 0.9
@@ -63,6 +64,8 @@ class UncertaintyPolicy(AdaptivePolicy):
         done = state.info.get("uncertainty_extras", [])
         if not values["verified"] and "reason:verify" not in done:
             return Action(REASON, "verify")
+        if len(state.evidence) >= 2 and "reason:vote" not in done:
+            return Action(REASON, "vote")
         if "retrieve:chunks" not in done:
             return Action(RETRIEVE, "chunks", limit=self.limit * self.deep_limit_factor)
         return None

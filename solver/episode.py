@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
 from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -42,6 +43,9 @@ OUTPUT_TOKENS = {"decompose": 64, "bridge": 64, "compute": 48}
 ANSWER_TOKENS = 24
 # Table-row tokens a compute step may read when it has to find its operand rows itself.
 COMPUTE_LOOKUP_TOKENS = 128
+# A vote reads the evidence in this many disjoint subsets, each with its own copy of the
+# question and its own short answer.
+VOTE_SUBSETS = 3
 
 
 class Policy(Protocol):
@@ -339,9 +343,10 @@ class Solver:
         question_tokens = state.info.get("question_tokens") or count_tokens([state.question])[0]
         state.info["question_tokens"] = question_tokens
         # Reserve: the question, the output, and as much evidence as the rest allows.
-        output_tokens = OUTPUT_TOKENS.get(action.name, ANSWER_TOKENS)
+        copies = VOTE_SUBSETS if action.name == "vote" else 1
+        output_tokens = OUTPUT_TOKENS.get(action.name, ANSWER_TOKENS) * copies
         reserve_out = output_tokens * tier.price_out
-        allowance_in = (state.remaining - reserve_out) / tier.price_in - question_tokens
+        allowance_in = (state.remaining - reserve_out) / tier.price_in - question_tokens * copies
         if allowance_in < 0:
             return 0.0, 0, 0, "skipped: budget too small for this reasoning step"
         evidence = []
@@ -355,9 +360,9 @@ class Solver:
             # With no table rows gathered, compute looks rows up itself, so it reserves
             # room for that lookup as a table retrieval would.
             used += int(max(0.0, min(RETRIEVAL_OVERHEAD_TOKENS + COMPUTE_LOOKUP_TOKENS, allowance_in - used)))
-        reservation = tier.cost(question_tokens + used, output_tokens)
+        reservation = tier.cost(question_tokens * copies + used, output_tokens)
         operation = action.name
-        if operation in {"bridge", "synthesize", "compare"} or (operation == "verify" and state.top is not None):
+        if operation in {"bridge", "synthesize", "compare", "vote"} or (operation == "verify" and state.top is not None):
             evidence_ids.extend(item.evidence_id for item in evidence)
         note = ""
         supporting = 0
@@ -411,6 +416,11 @@ class Solver:
             top.confidence = min(1.0, max(0.0, 0.5 * top.confidence + 0.5 * support))
             state.candidates.sort(key=lambda candidate: -candidate.confidence)
             note = f"support {support:.2f}"
+        elif operation == "vote":
+            if state.top is None or len(evidence) < 2:
+                return 0.0, 0, 0, "skipped: a vote needs a candidate and at least two pieces of evidence"
+            result = self._vote(state, evidence)
+            note = "votes: " + ", ".join(f"{answer} {count}" for answer, count in result.output.most_common(3))
         elif operation == "compute":
             result = self.toolbox.compute(state.question, state)
             evidence_ids.extend(item.evidence_id for item in state.evidence.values() if item.kind == "table")
@@ -426,6 +436,37 @@ class Solver:
             cost = reservation
         state.info["model_call"] = {"tier": tier.name, "tokens_in": result.tokens_in, "tokens_out": result.tokens_out}
         return float(min(cost, state.remaining)), 0, supporting, note
+
+    def _vote(self, state: EpisodeState, evidence: list[Evidence]):
+        """Read disjoint evidence subsets separately and reweigh the candidates by agreement.
+
+        Each subset is read on its own, the way synthesize reads all of it, and its top
+        answer is one vote. A candidate's new confidence is the mean of its old one and
+        its share of the votes, so answers that independent evidence agrees on rise and
+        answers that rest on one passage fall. The result's output is the vote count.
+        """
+        from solver.answers import normalize_answer
+        from solver.reasoner import ReasonResult
+
+        subsets = [evidence[start::VOTE_SUBSETS] for start in range(VOTE_SUBSETS)]
+        subsets = [subset for subset in subsets if subset]
+        hop_query = state.info.get("hop_query")
+        votes: Counter[str] = Counter()
+        tokens_in = tokens_out = 0
+        for subset in subsets:
+            if hop_query:
+                read = self.reasoner.candidates(hop_query, subset, answer_type=state.info.get("answer"), exclude=(state.question,))
+            else:
+                read = self.reasoner.candidates(state.question, subset)
+            tokens_in += read.tokens_in
+            tokens_out += read.tokens_out
+            if read.output:
+                votes[normalize_answer(read.output[0].text)] += 1
+        for candidate in state.candidates:
+            share = votes.get(normalize_answer(candidate.text), 0) / len(subsets)
+            candidate.confidence = min(1.0, max(0.0, 0.5 * candidate.confidence + 0.5 * share))
+        state.candidates.sort(key=lambda candidate: (-candidate.confidence, candidate.text))
+        return ReasonResult(votes, tokens_in, tokens_out)
 
     def _merge_candidates(self, state: EpisodeState, new: list[Candidate], *, replace: bool = False) -> None:
         from solver.answers import normalize_answer

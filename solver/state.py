@@ -19,7 +19,7 @@ REASON = "reason"
 STOP = "stop"
 
 RETRIEVE_SOURCES = ("chunks", "graph", "table")
-REASON_OPERATIONS = ("decompose", "bridge", "verify", "compute", "compare", "synthesize")
+REASON_OPERATIONS = ("decompose", "bridge", "verify", "compute", "compare", "synthesize", "vote")
 STOP_KINDS = ("answer", "abstain")
 
 # Charge for running one retrieval, on top of the tokens it returns.

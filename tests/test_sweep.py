@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import pytest
 
 from controller.allocation import allocate
-from controller.policies import make_policy
+from controller.policies import make_policy, register
 from controller.uncertainty import is_uncertain
 from controller.monitors import analyse_question, monitor
 from jobs.eval_job import load_questions
@@ -217,6 +218,63 @@ def test_uncertainty_spends_when_margin_small():
     assert spending.kind == RETRIEVE
     assert spending.limit > make_policy("adaptive").limit
     assert state.info["uncertainty_extras"] == ["retrieve:chunks"]
+
+
+def test_uncertainty_votes_before_deeper_retrieval():
+    state = _state_after_synthesis([0.62, 0.6], verified=True)
+    state.evidence["e2"] = Evidence("e2", "chunk", "d2", "Richard Wallace", "Richard Wallace was an American film director.", 0.8, 10)
+
+    spending = make_policy("adaptive-u").choose(state)
+
+    assert spending == Action(REASON, "vote")
+    assert state.info["uncertainty_extras"] == ["reason:vote"]
+
+
+@register("vote-test")
+@dataclass
+class VotePolicy:
+    """Retrieve, synthesize, vote, stop; keeps the candidates' confidences around the vote."""
+
+    name: str = "vote-test"
+
+    def start(self, state: EpisodeState) -> None:
+        self.plan = [Action(RETRIEVE, "chunks", limit=7), Action(REASON, "synthesize"), Action(REASON, "vote")]
+
+    def choose(self, state: EpisodeState) -> Action:
+        if self.plan and self.plan[0].name == "vote":
+            state.info["before_vote"] = {candidate.text: candidate.confidence for candidate in state.candidates}
+        if not self.plan:
+            state.info["after_vote"] = {candidate.text: candidate.confidence for candidate in state.candidates}
+            return Action(STOP, "answer")
+        return self.plan.pop(0)
+
+
+def test_vote_moves_confidence_to_vote_share(ponder):
+    captured = {}
+    policy = make_policy("vote-test")
+    original_choose = policy.choose
+
+    def choose(state):
+        action = original_choose(state)
+        captured.update(state.info)
+        return action
+
+    policy.choose = choose
+    result = ponder.solver.solve("Who portrayed Corliss Archer in the film Kiss and Tell?", policy, budget=4000)
+
+    vote = result.steps[-1]
+    subsets = min(3, len(vote.evidence_ids))
+    before, after = captured["before_vote"], captured["after_vote"]
+    assert vote.action.label == "reason:vote"
+    assert vote.note.startswith("votes: ")
+    assert vote.cost > 0
+    assert "charged the reservation" not in vote.note
+    assert subsets >= 2
+    assert set(before) == set(after)
+    for text, confidence in before.items():
+        share = 2 * after[text] - confidence
+        assert min(abs(share - votes / subsets) for votes in range(subsets + 1)) < 1e-6, text
+    assert any(after[text] != before[text] for text in before)
 
 
 def test_uncertainty_off_matches_adaptive(ponder):
