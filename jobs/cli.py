@@ -11,20 +11,24 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 app = typer.Typer(
     add_completion=False,
+    rich_markup_mode=None,
     no_args_is_help=True,
     help="Ponder: graph-based retrieval and budgeted question answering over a private corpus.",
 )
-graph_app = typer.Typer(no_args_is_help=True, help="Inspect the entity graph.")
+graph_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Inspect the entity graph.")
 app.add_typer(graph_app, name="graph")
 
 # Piped output is not wrapped at rich's default of 80 columns, so tables stay readable in logs.
-console = Console(width=None if sys.stdout.isatty() else 160)
-error_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+# Markup is off because printed text comes from documents, questions and settings, where
+# brackets such as "[/citation needed]" are content. Styles are applied with Text instead.
+console = Console(width=None if sys.stdout.isatty() else 160, markup=False)
+error_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160, markup=False)
 
 DB_OPTION = typer.Option("ponder-data/index", "--db", help="Index database: a folder or a LanceDB URI.", envvar="PONDER_DB")
 GROUPS_OPTION = typer.Option(
@@ -33,8 +37,16 @@ GROUPS_OPTION = typer.Option(
 
 
 def _fail(message: str) -> None:
-    error_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    error_console.print(Text.assemble(("error:", "bold red"), f" {message}"), highlight=False)
     raise typer.Exit(1)
+
+
+def _require_index(db: str) -> None:
+    """Stop with an error when a local ``db`` contains no index, before anything creates it."""
+    from indexer.store import is_local_uri, local_path
+
+    if is_local_uri(db) and not (local_path(db) / "index_runs.lance").exists():
+        _fail(f"no index found at {db}; check --db (or PONDER_DB), or build one with: ponder index CORPUS --db {db}")
 
 
 def _groups(value: str) -> list[str]:
@@ -112,12 +124,18 @@ class _nullcontext:
 
 
 @app.command()
-def stats(db: str = DB_OPTION, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def stats(
+    db: str = DB_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    groups: str = typer.Option(
+        None, "--groups", help="Comma-separated access groups: count and name only what they may read (default: everything)."
+    ),
+) -> None:
     """Show what the current index version holds."""
     from jobs.inspect import index_stats
 
     try:
-        data = index_stats(db)
+        data = index_stats(db, groups=_groups(groups) if groups is not None else None)
     except _known_errors() as error:
         _fail(str(error))
     if as_json:
@@ -171,7 +189,10 @@ def search(
     for rank, hit in enumerate(hits, start=1):
         vector = "-" if hit.vector_score is None else f"{hit.vector_score:.3f}"
         text = "-" if hit.text_score is None else f"{hit.text_score:.2f}"
-        console.print(f"[bold]{rank}. {hit.title}[/]  score {hit.score:.4f}  (cosine {vector}, BM25 {text})  {hit.chunk_id}", highlight=False)
+        console.print(
+            Text.assemble((f"{rank}. {hit.title}", "bold"), f"  score {hit.score:.4f}  (cosine {vector}, BM25 {text})  {hit.chunk_id}"),
+            highlight=False,
+        )
         console.print(f"   {hit.text[:300]}", highlight=False)
 
 
@@ -189,6 +210,7 @@ def runs(
     """List index runs: when, what changed, how long, which version."""
     from indexer.store import IndexStore
 
+    _require_index(db)
     try:
         all_records = IndexStore(db).runs()
     except _known_errors() as error:
@@ -223,7 +245,7 @@ def _check_runs(records, *, max_age_hours: float, max_slowdown: float, as_json: 
         console.print(f"ok: {result.summary}", highlight=False)
     else:
         for problem in result.problems:
-            error_console.print(f"[bold red]alert:[/] {problem}", highlight=False)
+            error_console.print(Text.assemble(("alert:", "bold red"), f" {problem}"), highlight=False)
         error_console.print(result.summary, highlight=False)
     if not result.ok:
         raise typer.Exit(1)
@@ -248,7 +270,7 @@ def graph_export(
 
 
 
-traces_app = typer.Typer(no_args_is_help=True, help="Export step traces for training.")
+traces_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Export step traces for training.")
 app.add_typer(traces_app, name="traces")
 
 BUDGET_OPTION = typer.Option(4000, "--budget", help="Most tokens an episode may spend (see docs/solver.md for the unit).")
@@ -280,20 +302,20 @@ def _policy_options(policy: str, controller: Path | None) -> dict:
 
 def _print_episode(result, *, show_steps: bool = True) -> None:
     if result.abstained:
-        console.print(f"[bold]answer:[/] (abstained; best guess confidence {result.confidence:.2f})")
+        console.print(Text.assemble(("answer:", "bold"), f" (abstained; best guess confidence {result.confidence:.2f})"))
     else:
-        console.print(f"[bold]answer:[/] {result.answer}   confidence {result.confidence:.2f}", highlight=False)
+        console.print(Text.assemble(("answer:", "bold"), f" {result.answer}   confidence {result.confidence:.2f}"), highlight=False)
     if result.derivation:
-        console.print(f"[bold]derivation:[/] {result.derivation}", highlight=False)
+        console.print(Text.assemble(("derivation:", "bold"), f" {result.derivation}"), highlight=False)
     for citation in result.citations:
-        console.print(f"  [cyan]\\[{citation.title}][/] {citation.sentence[:240]}", highlight=False)
+        console.print(Text.assemble("  ", (f"[{citation.title}]", "cyan"), f" {citation.sentence[:240]}"), highlight=False)
     console.print(
         f"cost {result.cost:.0f} of {result.budget:.0f} tokens, {len(result.steps)} steps, "
         f"{result.latency_ms:.0f} ms, policy {result.policy}, index version {result.index_version}, "
         f"episode {result.episode_id}"
     )
     if show_steps:
-        console.print("[bold]trace:[/]")
+        console.print(Text("trace:", style="bold"))
         for step in result.steps:
             query = f" {step.action.query!r}" if step.action.query else ""
             console.print(
@@ -350,7 +372,7 @@ def shell(
     config_file: Path = TIERS_OPTION,
     controller: Path = CONTROLLER_OPTION,
 ) -> None:
-    """Ask questions interactively; each step prints as it happens. Ctrl-D quits."""
+    """Ask questions interactively; each step prints as it happens. Ctrl-D, quit or exit ends it."""
     from solver.episode import step_to_dict
 
     options = _policy_options(policy, controller)
@@ -373,16 +395,18 @@ def shell(
 
     while True:
         try:
-            question = console.input("[bold]? [/]").strip()
+            question = console.input(Text("? ", style="bold")).strip()
         except (EOFError, KeyboardInterrupt):
             console.print()
             break
         if not question:
             continue
+        if question.lower() in {"quit", "exit", ":q", ":quit"}:
+            break
         try:
             result = ponder.ask(question, policy=policy, budget=budget, groups=caller, on_step=show, policy_options=options)
         except (*_known_errors(), ValueError) as error:
-            error_console.print(f"[bold red]error:[/] {error}", highlight=False)
+            error_console.print(Text.assemble(("error:", "bold red"), f" {error}"), highlight=False)
             continue
         _print_episode(result, show_steps=False)
     ponder.close()
@@ -394,7 +418,7 @@ def evaluate(
     db: str = DB_OPTION,
     policy: str = POLICY_OPTION,
     budget: float = BUDGET_OPTION,
-    limit: int = typer.Option(None, "--limit", help="Evaluate only the first N questions."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Evaluate only the first N questions."),
     out: Path = typer.Option(None, "--out", help="Write the full results (every question) as JSON here; with --sweep or --allocate, the output folder."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     config_file: Path = TIERS_OPTION,
@@ -541,6 +565,7 @@ def feedback(
 
     if correct is None:
         _fail("pass --correct or --wrong")
+    _require_index(db)
     try:
         row = TraceStore(db).feedback(episode, correct=correct, answer=answer)
     except (*_known_errors(), TraceError) as error:
@@ -557,6 +582,7 @@ def traces_export(
     """Export every step with its episode's outcome, one row per step."""
     from solver.traces import TraceError, TraceStore
 
+    _require_index(db)
     try:
         rows = TraceStore(db).export(out, export_format=export_format)
     except (*_known_errors(), TraceError) as error:
@@ -565,7 +591,7 @@ def traces_export(
         console.print(f"wrote {rows} steps to {out}")
 
 
-controller_app = typer.Typer(no_args_is_help=True, help="Train the learned controller from step traces.")
+controller_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Train the learned controller from step traces.")
 app.add_typer(controller_app, name="controller")
 
 
@@ -656,6 +682,7 @@ def rollback(
     """
     from jobs.ops import rollback as rollback_index, run_note
 
+    _require_index(db)
     try:
         run = rollback_index(db, version, wait_for_lock=wait)
     except _known_errors() as error:
@@ -681,6 +708,7 @@ def prune(
     """
     from jobs.ops import prune as prune_index
 
+    _require_index(db)
     try:
         report = prune_index(db, keep_days=keep_days, keep_versions=keep_versions, compact=compact, wait_for_lock=wait)
     except _known_errors() as error:

@@ -95,3 +95,38 @@ def test_index_missing_corpus(tmp_path):
 
     assert result.exit_code == 1
     assert "missing" in result.output
+
+
+def test_bracketed_text_printed_literally(capsys):
+    from jobs import cli
+    from solver.episode import Citation, EpisodeResult
+
+    result = EpisodeResult(
+        episode_id="e1",
+        question="What do wombats produce?",
+        answer="cubes [/citation needed]",
+        confidence=0.7,
+        abstained=False,
+        citations=[Citation("c1", "d1", "[bold red]Wombat[/]", "Wombats produce cube-shaped droppings [see note].")],
+        steps=[],
+        cost=10.0,
+        budget=100.0,
+        latency_ms=1.0,
+        policy="adaptive",
+        index_version=1,
+        groups=("public",),
+    )
+
+    cli._print_episode(result)
+    printed = capsys.readouterr().out
+
+    assert "cubes [/citation needed]" in printed
+    assert "[[bold red]Wombat[/]]" in printed
+    assert "[see note]" in printed
+
+
+def test_help_keeps_bracketed_names():
+    result = CliRunner().invoke(app, ["index", "--help"])
+
+    assert result.exit_code == 0
+    assert "[index]" in result.output
