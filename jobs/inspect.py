@@ -25,7 +25,16 @@ def index_stats(
     snapshot = snapshot if snapshot is not None else Snapshot.open(db)
     where = None if groups is None else groups_filter(groups)
     rows = {name: snapshot.table(name).count_rows(where) for name in DATA_TABLES}
-    entities = _visible(snapshot, "entities", ["name", "label", "mention_count", "doc_count"], groups)
+    entities = _visible(snapshot, "entities", ["entity_id", "name", "label", "mention_count", "doc_count"], groups)
+    if groups is not None:
+        # An entity's stored counts include mentions in documents these groups may not
+        # read, so they are recounted from the visible mentions.
+        mentions = _visible(snapshot, "mentions", ["entity_id", "doc_id"], groups)
+        counts = mentions.group_by("entity_id").agg(
+            pl.len().alias("mention_count").cast(pl.Int64), pl.col("doc_id").n_unique().alias("doc_count").cast(pl.Int64)
+        )
+        entities = entities.drop("mention_count", "doc_count").join(counts, on="entity_id", how="inner")
+    entities = entities.drop("entity_id")
     relations = _visible(snapshot, "relations", ["label", "weight"], groups)
     entity_labels = (
         dict(entities.group_by("label").len().sort("len", descending=True).iter_rows()) if entities.height else {}

@@ -324,3 +324,16 @@ def test_exported_trace_leads_to_sources(ponder, access_index, tmp_path, user, c
         assert [evidence_id for evidence_id in step_ids if not sources[evidence_id] & set(caller)] == []
         cited += bool(citations)
     assert cited >= len(PUBLIC_QUESTIONS)
+
+
+def test_stats_count_only_visible_mentions(access_index):
+    from jobs.inspect import index_stats
+
+    public = index_stats(str(access_index), groups=PUBLIC, top=50)
+    everything = index_stats(str(access_index), top=50)
+    public_acme = next(row for row in public["top_entities"] if row["name"] == "Acme Corporation")
+    all_acme = next(row for row in everything["top_entities"] if row["name"] == "Acme Corporation")
+
+    assert _leaks(json.dumps(public, default=str)) == []
+    assert public_acme["doc_count"] < all_acme["doc_count"]
+    assert public_acme["mention_count"] < all_acme["mention_count"]
