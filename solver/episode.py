@@ -43,6 +43,8 @@ OUTPUT_TOKENS = {"decompose": 64, "bridge": 64, "compute": 48}
 ANSWER_TOKENS = 24
 # Table-row tokens a compute step may read when it has to find its operand rows itself.
 COMPUTE_LOOKUP_TOKENS = 128
+# Seconds a model tier is skipped after it timed out or refused connections.
+TIER_COOLDOWN_S = 60.0
 # A vote reads the evidence in this many disjoint subsets, each with its own copy of the
 # question and its own short answer.
 VOTE_SUBSETS = 3
@@ -170,6 +172,7 @@ class Solver:
         self.models = models or {}
         # Called as router(action, state) on every chosen action to assign a model tier.
         self.router = router
+        self._tier_down_until: dict[str, float] = {}  # tier name to time.monotonic() when it is tried again
 
     def solve(
         self,
@@ -318,13 +321,24 @@ class Solver:
             return self._reason_embedded(state, action, tier, evidence_ids)
         from solver.model_reasoner import ModelStepError
 
-        try:
-            outcome = model.run(self, state, action, tier)
-            evidence_ids.extend(state.info.get("model_call", {}).get("evidence_ids", []))
-            return outcome
-        except ModelStepError as error:
-            logger.warning("%s on the %s tier failed, falling back to the embedded tier: %s", action.name, action.tier, error)
-            failed = error
+        down_until = self._tier_down_until.get(action.tier, 0.0)
+        if time.monotonic() < down_until:
+            failed = ModelStepError(
+                f"{action.tier} tier skipped: it was unreachable, retrying in {down_until - time.monotonic():.0f} s"
+            )
+        else:
+            try:
+                outcome = model.run(self, state, action, tier)
+                evidence_ids.extend(state.info.get("model_call", {}).get("evidence_ids", []))
+                return outcome
+            except ModelStepError as error:
+                logger.warning("%s on the %s tier failed, falling back to the embedded tier: %s", action.name, action.tier, error)
+                failed = error
+            if failed.unreachable:
+                # A server that timed out or refused the connection after its retries is
+                # skipped for a while, so later steps do not each wait out the timeouts.
+                self._tier_down_until[action.tier] = time.monotonic() + TIER_COOLDOWN_S
+                logger.warning("skipping the %s tier for %.0f s", action.tier, TIER_COOLDOWN_S)
         state.info.pop("model_call", None)
         # A failed call whose reply reported usage is charged, and the fallback fits in what is left.
         state.spent += failed.cost

@@ -28,7 +28,7 @@ from typing import Any
 
 from indexer.embedding import count_tokens
 from solver.candidates import normalize_answer, split_sentences
-from solver.chat_client import ChatClient, ChatError
+from solver.chat_client import ChatClient, ChatConnectError, ChatError, ChatTimeout
 from solver.evidence import Candidate, Evidence
 from solver.reasoner import BridgeEntity
 from solver.state import Action, EpisodeState, Tier
@@ -93,11 +93,14 @@ class ModelStepError(RuntimeError):
     replied, else 0), and ``tokens_in`` and ``tokens_out`` are that usage.
     """
 
-    def __init__(self, message: str, *, cost: float = 0.0, tokens_in: int = 0, tokens_out: int = 0) -> None:
+    def __init__(
+        self, message: str, *, cost: float = 0.0, tokens_in: int = 0, tokens_out: int = 0, unreachable: bool = False
+    ) -> None:
         super().__init__(message)
         self.cost = cost
         self.tokens_in = tokens_in
         self.tokens_out = tokens_out
+        self.unreachable = unreachable  # the server timed out or refused the connection
 
 
 class MalformedOutput(ValueError):
@@ -160,7 +163,8 @@ class ModelReasoner:
         try:
             reply = self.client.complete(prompt.messages, max_tokens=prompt.max_tokens)
         except ChatError as error:
-            raise ModelStepError(str(error)) from None
+            unreachable = isinstance(error, (ChatTimeout, ChatConnectError))
+            raise ModelStepError(str(error), unreachable=unreachable) from None
         reported = tier.cost(reply.prompt_tokens, reply.completion_tokens)
         cost = min(reported, prompt.reservation, state.remaining)
         charge_note = ""
