@@ -99,6 +99,7 @@ class EpisodeRequest:
     policy: str
     gold: list[str] | None
     caller: Caller
+    policy_options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -485,7 +486,12 @@ def _check_ask(body: AskRequest, config: ServeConfig, caller: Caller) -> Episode
         check_request(question, policy=policy, budget=budget, groups=caller.groups)
     except ValueError as error:  # QueryError is a ValueError too
         raise ApiError(422, str(error)) from None
-    return EpisodeRequest(question=question, budget=budget, policy=policy, gold=gold, caller=caller)
+    options = {}
+    if policy == "learned":
+        if not config.controller:
+            raise ApiError(422, "the learned policy needs a controller model; set controller = PATH in the server's [serve] settings")
+        options = {"controller": config.controller}
+    return EpisodeRequest(question=question, budget=budget, policy=policy, gold=gold, caller=caller, policy_options=options)
 
 
 def _run_episode(ponder: Ponder, episode: EpisodeRequest, on_step: Callable | None) -> EpisodeResult:
@@ -497,6 +503,7 @@ def _run_episode(ponder: Ponder, episode: EpisodeRequest, on_step: Callable | No
         gold=episode.gold,
         on_step=on_step,
         user=episode.caller.user,
+        policy_options=episode.policy_options,
     )
     logger.info(
         "episode %s for %s (groups %s): policy %s, cost %.0f of %.0f, %d steps, %.0f ms",

@@ -65,6 +65,8 @@ class ServeConfig:
     max_gold_answers: int = 20
     # Groups of callers that send no key while keys are configured; empty means 401.
     anonymous_groups: tuple[str, ...] = ()
+    # Model file of the learned policy (ponder controller train); empty disables that policy.
+    controller: str = ""
     keys: tuple[ApiKey, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
@@ -86,6 +88,20 @@ class ServeConfig:
             message = f"[serve] queue_limit must be 0 or a positive integer, got {self.queue_limit!r}"
             raise ConfigError(message)
         _check_groups(self.anonymous_groups, "[serve] anonymous_groups", allow_empty=True)
+        if not isinstance(self.controller, str):
+            message = f"[serve] controller must be the path of a controller model file, got {self.controller!r}"
+            raise ConfigError(message)
+        if self.controller:
+            from controller.learned import ControllerError, load_controller
+
+            try:
+                load_controller(self.controller)
+            except ControllerError as error:
+                message = f"[serve] controller: {error}"
+                raise ConfigError(message) from None
+        elif self.default_policy == "learned":
+            message = "[serve] default_policy is learned but no controller is set; set controller = PATH to a model from ponder controller train"
+            raise ConfigError(message)
         names = [key.name for key in self.keys]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
