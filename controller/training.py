@@ -198,11 +198,12 @@ def fit_controller(rows: dict[str, Any], *, seed: int = 0, min_rows: int = MIN_R
         raise ControllerError(message)
     actions: dict[str, ActionModel] = {}
     per_action: dict[str, dict[str, Any]] = {}
+    base_rate = float(labels.mean())
     for key in sorted(set(rows["keys"])):
         mask = rows["keys"] == key
         model, summary = _fit_action(
             key, rows["matrix"][mask], labels[mask], rows["groups"][mask], rows["costs"][mask],
-            seed=seed, min_rows=min_rows, regularization=regularization,
+            seed=seed, min_rows=min_rows, regularization=regularization, base_rate=base_rate,
         )
         summary["probe_rows"] = int(np.sum(rows["sources"][mask] == "probe"))
         actions[key] = model
@@ -222,7 +223,7 @@ def fit_controller(rows: dict[str, Any], *, seed: int = 0, min_rows: int = MIN_R
     return Controller(actions=actions, base_rate=positive / labels.size, seed=seed), report
 
 
-def _fit_action(key, matrix, labels, groups, costs, *, seed, min_rows, regularization) -> tuple[ActionModel, dict]:
+def _fit_action(key, matrix, labels, groups, costs, *, seed, min_rows, regularization, base_rate) -> tuple[ActionModel, dict]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -232,8 +233,10 @@ def _fit_action(key, matrix, labels, groups, costs, *, seed, min_rows, regulariz
     cost = float(np.median(charged)) if charged.size else 0.0
     summary: dict[str, Any] = {"rows": int(labels.size), "positive": positive, "cost_median": round(cost, 1)}
     if labels.size < min_rows or positive in (0, labels.size):
-        # Laplace-smoothed base rate, so one label only never gives a certain 0 or 1.
-        rate = (positive + 1) / (labels.size + 2)
+        # The action's rate shrunk toward the rate over all actions, with the weight of
+        # min_rows rows: two lucky rows must not outrank an action with hundreds.
+        rate = (positive + base_rate * min_rows) / (labels.size + min_rows)
+        rate = min(max(rate, 1e-3), 1 - 1e-3)
         summary.update(model="constant", probability=round(rate, 4), cv_accuracy=None, cv_roc_auc=None, cv_folds=0)
         return ActionModel(key, int(labels.size), positive, cost, intercept=float(np.log(rate / (1 - rate)))), summary
 

@@ -319,3 +319,17 @@ def test_learned_policy_on_sample(ponder, tmp_path):
         assert result.cost <= result.budget
         assert result.steps
     assert isinstance(make_policy("learned", controller=model), LearnedPolicy)
+
+
+def test_sparse_action_shrinks_to_base_rate():
+    from controller.training import _fit_action
+
+    matrix = np.zeros((2, len(MODEL_FEATURES)))
+    labels = np.array([1, 1])
+    _, summary = _fit_action(
+        "reason:compare", matrix, labels, np.array(["a", "b"]), np.array([300.0, 300.0]),
+        seed=0, min_rows=20, regularization=1.0, base_rate=0.17,
+    )
+
+    assert summary["model"] == "constant"
+    assert 0.17 < summary["probability"] < 0.3
