@@ -257,9 +257,16 @@ class _CorpusReader:
                 visible_dirs.append(name)
             dir_names[:] = visible_dirs
             for name in file_names:
-                if not name.startswith("."):
-                    file_path = folder_path / name
-                    files.append((file_path, file_path.relative_to(root).as_posix()))
+                if name.startswith("."):
+                    continue
+                file_path = folder_path / name
+                relpath = file_path.relative_to(root).as_posix()
+                if file_path.is_symlink() and not _inside(file_path, root):
+                    # A link out of the corpus could publish any file the job can read,
+                    # such as /etc files, under the corpus's access groups.
+                    self.skip(relpath, "symbolic link to a file outside the corpus folder, not followed")
+                    continue
+                files.append((file_path, relpath))
         files.sort(key=lambda item: item[1])
         return files
 
@@ -715,3 +722,11 @@ def read_corpus(
         len(scan.warnings),
     )
     return scan
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Return whether ``path``, with links resolved, lies under ``root``."""
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except OSError:
+        return False

@@ -215,8 +215,14 @@ class TraceStore:
         if export_format not in {"jsonl", "parquet"}:
             message = f"unknown trace format {export_format!r}; use jsonl or parquet"
             raise TraceError(message)
+        if str(out) == "-" and export_format != "jsonl":
+            message = f"{export_format} cannot be written to standard output; pass a file path to --out, or use --format jsonl"
+            raise TraceError(message)
+        if Path(out).is_dir():
+            message = f"{out} is a folder; pass a file path to --out, such as {Path(out) / ('steps.' + export_format)}"
+            raise TraceError(message)
         frame = self.steps_frame()
-        if str(out) == "-" and export_format == "jsonl":
+        if str(out) == "-":
             import sys
 
             sys.stdout.write(frame.write_ndjson())

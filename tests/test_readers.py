@@ -593,6 +593,19 @@ def test_symlinked_folder_not_followed(tmp_path: Path) -> None:
     assert skip_reasons(read_corpus(tmp_path)) == {"link": "symbolic link to a folder, not followed"}
 
 
+def test_symlink_out_of_corpus_skipped(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    write(corpus, "inside.txt", "Inside")
+    write(tmp_path, "secret.txt", "Secret")
+    (corpus / "link.txt").symlink_to(tmp_path / "secret.txt")
+    (corpus / "alias.txt").symlink_to(corpus / "inside.txt")
+
+    scan = read_corpus(corpus)
+
+    assert skip_reasons(scan) == {"link.txt": "symbolic link to a file outside the corpus folder, not followed"}
+    assert sorted(document.doc_id for document in scan.documents) == ["alias.txt", "inside.txt"]
+
+
 def test_fifo_skipped(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe.txt")
     assert skip_reasons(read_corpus(tmp_path)) == {"pipe.txt": "not a regular file"}
