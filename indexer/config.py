@@ -23,6 +23,12 @@ def read_toml_file(path: str | Path, *, hint: str = "") -> dict[str, Any]:
     except FileNotFoundError:
         message = f"config file not found: {path}{hint}"
         raise ConfigError(message) from None
+    except IsADirectoryError:
+        message = f"config file {path} is a folder; pass the path of a TOML file{hint}"
+        raise ConfigError(message) from None
+    except (OSError, UnicodeDecodeError) as error:
+        message = f"cannot read config file {path}: {error}"
+        raise ConfigError(message) from None
     except tomllib.TOMLDecodeError as error:
         message = f"config file {path} is not valid TOML: {error}"
         raise ConfigError(message) from None

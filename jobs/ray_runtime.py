@@ -34,6 +34,9 @@ def ray_session(address: str | None, config: IndexConfig) -> Iterator[int]:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     else:
         temp_dir = os.environ.get("PONDER_RAY_TEMP_DIR") or os.path.join(tempfile.gettempdir(), "ponder-ray")
+        # NOTE: the local instance's GCS and raylet listen on all interfaces (Ray 2.60 does
+        # so even when given _node_ip_address="127.0.0.1"), so a host on an untrusted
+        # network needs a firewall that blocks their ports.
         ray.init(
             include_dashboard=False,
             object_store_memory=config.object_store_memory,

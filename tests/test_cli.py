@@ -130,3 +130,10 @@ def test_help_keeps_bracketed_names():
 
     assert result.exit_code == 0
     assert "[index]" in result.output
+
+
+def test_config_folder_rejected(tmp_path):
+    result = CliRunner().invoke(app, ["index", str(tmp_path), "--db", str(tmp_path / "db"), "--config", str(tmp_path)])
+
+    assert result.exit_code == 1
+    assert "is a folder" in result.output
