@@ -323,7 +323,7 @@ def _print_episode(result, *, show_steps: bool = True) -> None:
                 f"confidence {step.confidence_before:.2f} -> {step.confidence_after:.2f}"
                 + (f", top {step.top_answer!r}" if step.top_answer else "")
                 + (f"  ({step.note})" if step.note else "")
-                + (f"  \\[tier {step.tier_used}, {step.tokens_in} in, {step.tokens_out} out]" if step.tier_used else "")
+                + (f"  [tier {step.tier_used}, {step.tokens_in} in, {step.tokens_out} out]" if step.tier_used else "")
                 + (f"  error: {step.error}" if step.error else ""),
                 highlight=False,
             )
@@ -388,7 +388,7 @@ def shell(
         console.print(
             f"  step {data['index']}: {data['action']} cost {data['cost']:.0f}, "
             f"confidence {data['confidence_before']:.2f} -> {data['confidence_after']:.2f} {data['note']}"
-            + (f" \\[tier {data['tier_used']}]" if data["tier_used"] else "")
+            + (f" [tier {data['tier_used']}]" if data["tier_used"] else "")
             + (f" error: {data['error']}" if data["error"] else ""),
             highlight=False,
         )

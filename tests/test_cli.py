@@ -100,6 +100,9 @@ def test_index_missing_corpus(tmp_path):
 def test_bracketed_text_printed_literally(capsys):
     from jobs import cli
     from solver.episode import Citation, EpisodeResult
+    from solver.state import REASON, Action, StepRecord
+
+    step = StepRecord(0, Action(REASON, "synthesize"), 12.0, 1.0, {}, tier_used="embedded", tokens_in=10, tokens_out=2)
 
     result = EpisodeResult(
         episode_id="e1",
@@ -108,7 +111,7 @@ def test_bracketed_text_printed_literally(capsys):
         confidence=0.7,
         abstained=False,
         citations=[Citation("c1", "d1", "[bold red]Wombat[/]", "Wombats produce cube-shaped droppings [see note].")],
-        steps=[],
+        steps=[step],
         cost=10.0,
         budget=100.0,
         latency_ms=1.0,
@@ -123,6 +126,8 @@ def test_bracketed_text_printed_literally(capsys):
     assert "cubes [/citation needed]" in printed
     assert "[[bold red]Wombat[/]]" in printed
     assert "[see note]" in printed
+    assert "[tier embedded, 10 in, 2 out]" in printed
+    assert "\\[" not in printed
 
 
 def test_help_keeps_bracketed_names():
