@@ -275,7 +275,7 @@ class LearnedPolicy:
         return None
 
     def score(self, state: EpisodeState) -> list[tuple[Action, float, float]]:
-        """Each affordable available action with its probability of improvement and cost."""
+        """List each affordable available action with its probability of improvement and its cost."""
         values = monitor(state)
         scored = []
         for action in available_actions(state, limit=self.limit):

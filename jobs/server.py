@@ -472,9 +472,11 @@ def _check_ask(body: AskRequest, config: ServeConfig, caller: Caller) -> Episode
         raise ApiError(422, "question contains control characters (such as NUL or escape); send plain text")
     if not _WORD_CHARACTER.search(question):
         raise ApiError(422, "question contains no letters or digits; send a question in words")
+
     budget = config.default_budget if body.budget is None else body.budget
     if budget > config.max_budget:
         raise ApiError(422, f"budget must be at most {config.max_budget} tokens on this server, got {budget}")
+
     policy = config.default_policy if body.policy is None else body.policy
     gold = body.gold
     if gold is not None:
@@ -482,10 +484,12 @@ def _check_ask(body: AskRequest, config: ServeConfig, caller: Caller) -> Episode
             raise ApiError(422, f"gold has {len(gold)} answers; the maximum is {config.max_gold_answers}")
         if any(not answer.strip() or len(answer) > MAX_GOLD_CHARS for answer in gold):
             raise ApiError(422, f"every gold answer must be non-empty and at most {MAX_GOLD_CHARS} characters")
+
     try:
         check_request(question, policy=policy, budget=budget, groups=caller.groups)
     except ValueError as error:  # QueryError is a ValueError too
         raise ApiError(422, str(error)) from None
+
     options = {}
     if policy == "learned":
         if not config.controller:

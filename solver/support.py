@@ -48,7 +48,7 @@ class Support:
     """How well the best evidence covers a question."""
 
     term_coverage: float  # share of the question's content words in the best single evidence item
-    names: int  # names the question asks about
+    names: int  # names that the question contains
     names_found: int  # of those, how many any evidence item mentions
 
     def is_off_corpus(

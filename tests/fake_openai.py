@@ -74,19 +74,19 @@ def _parse_prompt(messages: list[dict]) -> tuple[str, str, list[dict], str]:
 
 
 def _best_sentence(question: str, evidence: list[dict]) -> tuple[str, str]:
-    wanted = _words(question)
+    question_words = _words(question)
     best = ("", "", -1)
     for item in evidence:
         for sentence in re.split(r"(?<=[.!?])\s+", item["text"]):
-            overlap = len(wanted & _words(sentence + " " + item["title"]))
+            overlap = len(question_words & _words(sentence + " " + item["title"]))
             if overlap > best[2]:
                 best = (item["id"], sentence, overlap)
     return best[0], best[1]
 
 
 def _span(question: str, sentence: str) -> str:
-    asked = _words(question)
-    phrases = [phrase for phrase in _CAPITALISED.findall(sentence) if not _words(phrase) <= asked]
+    question_words = _words(question)
+    phrases = [phrase for phrase in _CAPITALISED.findall(sentence) if not _words(phrase) <= question_words]
     if not phrases:
         return ""
     return max(phrases, key=lambda phrase: (len(phrase.split()), -sentence.find(phrase)))
